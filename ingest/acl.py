@@ -1,0 +1,182 @@
+"""Graph permissions -> `Acl(group_ids, user_ids)`.
+
+What each permission form becomes (the documented policy):
+
+- a grant to an Entra user (`grantedToV2.user`) -> that user's object id in `user_ids`;
+- a grant to an Entra security or Microsoft 365 group (`grantedToV2.group`) -> its object id in
+  `group_ids`; the reader's side expands a user's nested memberships, so ingestion stores
+  direct grants only;
+- a specific-people sharing link (`link.scope == "users"`) -> each recipient in
+  `grantedToIdentitiesV2` as above;
+- organization-wide links widen nothing unless `acl.widen_organization_links` is set, which
+  maps them to the principal value for "everyone except external users"; anonymous links
+  never widen the ACL (the index is for signed-in readers);
+- a SharePoint site group (`grantedToV2.siteGroup`) is resolved by `SiteGroupResolver`; when
+  no resolver is configured, or it fails, the grant is recorded as unresolved. A failure that
+  leaves the item's readers unknown makes the whole item unsearchable (fail closed).
+
+Every role (`read`, `write`, `owner`, ...) grants read access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ingest.config import AclSettings
+from ingest.errors import ItemError
+from ingest.graph.client import GraphClient
+from ingest.graph.sharepoint_rest import SharePointRest, SiteGroupUnreadable
+from ingest.models import Acl, SiteRef
+from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL
+
+
+class SiteGroupResolver(Protocol):
+    """Resolves a SharePoint site group to the Entra users and groups it holds."""
+
+    async def resolve(self, site: SiteRef, group_id: str) -> Acl:
+        """The members of site group `group_id` of `site` as an Acl; raises when unreadable."""
+        ...
+
+
+@dataclass(slots=True)
+class AclResult:
+    """An item's Acl and the grants that could not be turned into ids (for the run report)."""
+
+    acl: Acl
+    unresolved: list[str] = field(default_factory=list)
+
+
+def _identity_ids(identity_set: Any, users: set[str], groups: set[str]) -> list[str]:
+    """Add the user or group of one identity set; return what it held that is not a user/group."""
+    if identity_set is None:
+        return []
+    user = getattr(identity_set, "user", None)
+    group = getattr(identity_set, "group", None)
+    if user is not None and user.id:
+        users.add(user.id.lower())
+        return []
+    if group is not None and group.id:
+        groups.add(group.id.lower())
+        return []
+    site_group = getattr(identity_set, "site_group", None)
+    if site_group is not None and site_group.id:
+        return [f"siteGroup:{site_group.id}"]
+    site_user = getattr(identity_set, "site_user", None)
+    if site_user is not None:
+        return [f"siteUser:{site_user.login_name or site_user.id}"]
+    return []
+
+
+async def permissions_to_acl(
+    permissions: Sequence[Any],
+    *,
+    site: SiteRef,
+    policy: AclSettings,
+    site_groups: SiteGroupResolver | None = None,
+) -> AclResult:
+    """Flatten an item's effective permissions (msgraph `Permission` objects) into an Acl."""
+    users: set[str] = set()
+    groups: set[str] = set()
+    unresolved: list[str] = []
+    for permission in permissions:
+        link = getattr(permission, "link", None)
+        if link is not None:
+            scope = (link.scope or "").lower()
+            if scope == "users" or scope == "existingaccess":
+                for identity in getattr(permission, "granted_to_identities_v2", None) or []:
+                    unresolved.extend(_identity_ids(identity, users, groups))
+            elif scope == "organization" and policy.widen_organization_links:
+                groups.add(EVERYONE_EXCEPT_EXTERNAL)
+            continue
+        granted = getattr(permission, "granted_to_v2", None) or getattr(permission, "granted_to", None)
+        for key in _identity_ids(granted, users, groups):
+            if key.startswith("siteGroup:") and site_groups is not None:
+                members = await site_groups.resolve(site, key.split(":", 1)[1])
+                users.update(members.user_ids)
+                groups.update(members.group_ids)
+            else:
+                unresolved.append(key)
+        for identity in getattr(permission, "granted_to_identities_v2", None) or []:
+            unresolved.extend(_identity_ids(identity, users, groups))
+    return AclResult(Acl(frozenset(groups), frozenset(users)), unresolved)
+
+
+CLAIM_USER = "i:0#.f|membership|"
+CLAIM_SECURITY_GROUP = "c:0t.c|tenant|"
+CLAIM_M365_GROUP = "c:0o.c|federateddirectoryclaimprovider|"
+CLAIM_EVERYONE_EXCEPT_EXTERNAL = "c:0-.f|rolemanager|spo-grid-all-users/"
+CLAIM_EVERYONE = "c:0(.s|true"
+
+
+class ClaimsSiteGroupResolver:
+    """Resolves site groups through SharePoint REST, mapping each member's login claim to ids.
+
+    `c:0o.c|federateddirectoryclaimprovider|<id>` is a Microsoft 365 group's members (the group
+    id); the same claim with `_o` is that group's owners, resolved to the owners' user ids and
+    never to the group. Members whose claim cannot be mapped make the whole site group
+    unreadable, so what it grants is not searchable (fail closed).
+    """
+
+    def __init__(self, rest: SharePointRest, graph: GraphClient, policy: AclSettings) -> None:
+        self.rest = rest
+        self.graph = graph
+        self.policy = policy
+        self._cache: dict[tuple[str, str], Acl] = {}
+        self._users: dict[str, str] = {}
+        self._owners: dict[str, list[str]] = {}
+
+    async def resolve(self, site: SiteRef, group_id: str) -> Acl:
+        """The Entra ids a site group stands for, cached for the run."""
+        key = (site.site_id, group_id)
+        if key not in self._cache:
+            members = await self.rest.site_group_users(site.web_url, group_id)
+            users: set[str] = set()
+            groups: set[str] = set()
+            for member in members:
+                await self._claim(str(member.get("LoginName") or ""), users, groups, group_id)
+            self._cache[key] = Acl(frozenset(groups), frozenset(users))
+        return self._cache[key]
+
+    async def _claim(self, login: str, users: set[str], groups: set[str], site_group: str) -> None:
+        lowered = login.lower()
+        if lowered.startswith(CLAIM_USER):
+            upn = login[len(CLAIM_USER):]
+            if upn not in self._users:
+                try:
+                    self._users[upn] = (await self.graph.user(upn)).id.lower()
+                except ItemError:
+                    raise SiteGroupUnreadable(f"site group {site_group}: member {upn} not found in the directory") from None
+            users.add(self._users[upn])
+        elif lowered.startswith(CLAIM_SECURITY_GROUP):
+            groups.add(login[len(CLAIM_SECURITY_GROUP):].lower())
+        elif lowered.startswith(CLAIM_M365_GROUP):
+            group = login[len(CLAIM_M365_GROUP):].lower()
+            if group.endswith("_o"):
+                group = group[:-2]
+                if group not in self._owners:
+                    self._owners[group] = [o.lower() for o in await self.graph.group_owner_ids(group)]
+                users.update(self._owners[group])
+            else:
+                groups.add(group)
+        elif lowered.startswith(CLAIM_EVERYONE_EXCEPT_EXTERNAL):
+            if self.policy.everyone_claims:
+                groups.add(EVERYONE_EXCEPT_EXTERNAL)
+        elif lowered == CLAIM_EVERYONE:
+            if self.policy.everyone_claims:
+                groups.add(EVERYONE)
+        elif lowered.startswith("c:0t.c|tenant|") or lowered.startswith("c:0-.f|"):
+            raise SiteGroupUnreadable(f"site group {site_group}: unknown claim form {login[:60]!r}")
+        else:
+            raise SiteGroupUnreadable(f"site group {site_group}: unmapped member {login[:60]!r}")
+
+
+def union(acls: Iterable[Acl]) -> Acl:
+    """The Acl that admits whoever any of `acls` admits."""
+    groups: set[str] = set()
+    users: set[str] = set()
+    for acl in acls:
+        groups |= acl.group_ids
+        users |= acl.user_ids
+    return Acl(frozenset(groups), frozenset(users))

@@ -1,0 +1,129 @@
+"""Builds the parts of a run from Settings: Graph client, source, index, embedder, state.
+
+The only place that turns configuration into objects; `pipeline.py` receives them ready-made,
+and tests build them the same way against the local servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.acl import ClaimsSiteGroupResolver
+from ingest.chunking import Chunker
+from ingest.config import Settings
+from ingest.embedding import Embedder, OfflineEmbedder, OpenAIEmbedder
+from ingest.errors import ConfigError
+from ingest.graph.auth import build_graph_credential
+from ingest.graph.client import GraphClient
+from ingest.graph.sharepoint_rest import SharePointRest
+from ingest.index.base import IndexCatalog, IndexStore
+from ingest.index.local import LocalIndexCatalog
+from ingest.source import SharePointSource
+from ingest.state.base import StateStore
+from ingest.state.local import LocalStateStore
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; the offline one needs nothing but its dimensions."""
+    config = settings.embedding
+    assert config.dimensions is not None  # filled in by the settings validator
+    if config.provider == "offline":
+        return OfflineEmbedder(dimensions=config.dimensions)
+    key = config.api_key.get_secret_value() if config.api_key else None
+    if config.provider == "openai":
+        if key is None:
+            raise ConfigError("embedding.api_key is required for provider openai")
+        return OpenAIEmbedder(
+            model=config.model,
+            dimensions=config.dimensions,
+            base_url=config.endpoint,
+            api_key=key,
+            max_batch_inputs=config.batch_inputs,
+        )
+    token_provider = None
+    if key is None:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+        token_provider = get_bearer_token_provider(
+            DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default"
+        )
+    return OpenAIEmbedder(
+        model=config.model,
+        dimensions=config.dimensions,
+        endpoint=config.endpoint,
+        deployment=config.deployment,
+        api_version=config.api_version,
+        api_key=key,
+        token_provider=token_provider,
+        max_batch_inputs=config.batch_inputs,
+    )
+
+
+def build_catalog(settings: Settings) -> IndexCatalog:
+    """The index service: the local SQLite catalog, or Azure AI Search."""
+    if settings.index.backend == "local":
+        return LocalIndexCatalog(settings.index_dir)
+    raise ConfigError("index.backend=azure is not available in this version; use index.backend=local")
+
+
+def build_state(settings: Settings) -> StateStore:
+    """Where cursors and leases live."""
+    if settings.state.backend == "local":
+        return LocalStateStore(settings.state_dir)
+    raise ConfigError("state.backend=blob is not available in this version; use state.backend=local")
+
+
+async def live_index(catalog: IndexCatalog, alias: str, dimensions: int) -> IndexStore:
+    """The physical index behind `alias`, creating `<alias>-v1` on the very first run."""
+    target = await catalog.get_alias(alias)
+    if target is None:
+        name = f"{alias}-v1"
+        if name in await catalog.list_indexes():
+            store = await catalog.open_index(name)
+        else:
+            store = await catalog.create_index(name, dimensions)
+        await catalog.set_alias(alias, name)
+        return store
+    return await catalog.open_index(target)
+
+
+@dataclass
+class Parts:
+    """Everything a run talks to, closed together."""
+
+    graph: GraphClient
+    source: SharePointSource
+    rest: SharePointRest
+    site_groups: ClaimsSiteGroupResolver
+    catalog: IndexCatalog
+    embedder: Embedder
+    chunker: Chunker
+    state: StateStore
+
+
+@contextlib.asynccontextmanager
+async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
+    """Build the parts of a run from settings and close them all afterwards."""
+    credential: Any = build_graph_credential(settings.graph)
+    graph = GraphClient(settings.graph, credential)
+    rest = SharePointRest(credential, base_url_override=settings.graph.sharepoint_url, retrier=graph.retrier)
+    embedder = build_embedder(settings)
+    parts = Parts(
+        graph=graph,
+        source=SharePointSource(graph, settings.graph),
+        rest=rest,
+        site_groups=ClaimsSiteGroupResolver(rest, graph, settings.acl),
+        catalog=build_catalog(settings),
+        embedder=embedder,
+        chunker=Chunker(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
+        state=build_state(settings),
+    )
+    try:
+        yield parts
+    finally:
+        await rest.close()
+        await embedder.close()
+        await graph.close()

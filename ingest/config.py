@@ -1,0 +1,245 @@
+"""One typed Settings model for spindex.
+
+Values come, highest first, from: explicit overrides (the CLI), environment variables
+(`SPINDEX_` prefix, `__` between levels, e.g. `SPINDEX_EMBEDDING__PROVIDER=azure_openai`), a
+`.env` file in the working directory, and an optional YAML file (`--config` or
+`SPINDEX_CONFIG`). Secrets are `SecretStr`: they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from ingest.errors import ConfigError
+
+GRAPH_V1 = "https://graph.microsoft.com/v1.0"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# Output sizes of the OpenAI embedding models (Azure OpenAI models page).
+KNOWN_MODEL_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+MAX_VECTOR_DIMENSIONS = 4096  # Azure AI Search limit per vector field
+_yaml_path: ContextVar[Path | None] = ContextVar("spindex_yaml_path", default=None)
+
+
+class GraphSettings(BaseModel):
+    """Where SharePoint content comes from and how spindex signs in to Microsoft Graph."""
+
+    auth: Literal["sandbox", "client_secret", "certificate", "managed_identity", "azure_cli"] = Field(
+        "sandbox", description="How to obtain Graph tokens. `sandbox` talks to the local sandbox tenant."
+    )
+    base_url: str = Field(GRAPH_V1, description="Graph endpoint, ending in /v1.0.")
+    tenant_id: str | None = Field(None, description="Entra tenant id (GUID) of the SharePoint tenant.")
+    client_id: str | None = Field(None, description="Application (client) id of the app registration.")
+    client_secret: SecretStr | None = Field(None, description="Client secret, for `auth: client_secret`.")
+    certificate_path: Path | None = Field(None, description="PEM certificate with private key, for `auth: certificate`.")
+    token_url: str | None = Field(None, description="Token endpoint of the sandbox tenant (sandbox auth only).")
+    sharepoint_url: str | None = Field(
+        None, description="Replaces https://<tenant>.sharepoint.com in site URLs for SharePoint REST (the sandbox)."
+    )
+    sites: list[str] = Field(
+        default_factory=list,
+        description="Sites to sync, as Graph site ids or `hostname:/sites/path`; empty means every site.",
+    )
+    include_pages: bool = Field(True, description="Also sync each site's Site Pages library.")
+    page_size: int = Field(200, ge=1, le=999, description="Items per delta page ($top).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class IndexSettings(BaseModel):
+    """Where chunks are indexed."""
+
+    backend: Literal["local", "azure"] = Field("local", description="`local` (SQLite + numpy) or `azure` (Azure AI Search).")
+    alias: str = Field("spindex", pattern=r"^[a-z0-9][a-z0-9-]{0,100}$", description="Alias readers query.")
+    local_dir: Path | None = Field(None, description="Folder of the local index (default: <data_dir>/index).")
+    endpoint: str | None = Field(None, description="Azure AI Search endpoint, https://<service>.search.windows.net.")
+    api_key: SecretStr | None = Field(None, description="Azure AI Search admin key; omit to use Entra ID.")
+
+
+class EmbeddingSettings(BaseModel):
+    """How chunk text becomes vectors."""
+
+    provider: Literal["offline", "openai", "azure_openai"] = Field(
+        "offline", description="`offline` is deterministic and lexical, for demos and tests only."
+    )
+    model: str = Field("text-embedding-3-small", description="Model name (OpenAI) or model behind the deployment.")
+    dimensions: int | None = Field(None, ge=1, le=MAX_VECTOR_DIMENSIONS, description="Vector size; defaults per model.")
+    endpoint: str | None = Field(None, description="Azure OpenAI endpoint, or an OpenAI-compatible base URL.")
+    deployment: str | None = Field(None, description="Azure OpenAI deployment name.")
+    api_version: str = Field("2024-10-21", description="Azure OpenAI API version.")
+    api_key: SecretStr | None = Field(None, description="API key; for Azure OpenAI omit it to use Entra ID.")
+    batch_inputs: int = Field(256, ge=1, le=2048, description="Inputs per embeddings request (service max 2,048).")
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> EmbeddingSettings:
+        if self.dimensions is None:
+            if self.provider == "offline":
+                self.dimensions = 384
+            elif self.model in KNOWN_MODEL_DIMENSIONS:
+                self.dimensions = KNOWN_MODEL_DIMENSIONS[self.model]
+            else:
+                raise ValueError(f"embedding.dimensions is required for model {self.model!r}")
+        if self.provider == "azure_openai" and not (self.endpoint and self.deployment):
+            raise ValueError("embedding.endpoint and embedding.deployment are required for azure_openai")
+        return self
+
+
+class ChunkingSettings(BaseModel):
+    """How text is cut into chunks (sizes in tokens of cl100k_base)."""
+
+    chunk_tokens: int = Field(512, ge=16, le=8192, description="Target chunk size in tokens.")
+    overlap_tokens: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError("chunking.overlap_tokens must be smaller than chunking.chunk_tokens")
+        return self
+
+
+class SyncSettings(BaseModel):
+    """Limits and knobs of a sync run."""
+
+    max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped without download.")
+    concurrency: int = Field(8, ge=1, le=64, description="Items processed at once.")
+    mass_delete_share: float = Field(
+        0.5, ge=0, le=1, description="A run that would delete more than this share of a library stops."
+    )
+
+
+class AclSettings(BaseModel):
+    """The documented policy for permission forms that are wider than named people and groups."""
+
+    everyone_claims: bool = Field(True, description="Map 'Everyone' claims to principal values readers can match.")
+    widen_organization_links: bool = Field(False, description="Treat organization-wide sharing links as 'everyone internal'.")
+
+
+class StateSettings(BaseModel):
+    """Where cursors and leases live."""
+
+    backend: Literal["local", "blob"] = Field("local", description="`local` files or Azure Blob Storage.")
+    local_dir: Path | None = Field(None, description="Folder of local state (default: <data_dir>/state).")
+    blob_account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
+    blob_connection_string: SecretStr | None = Field(None, description="Connection string (instead of Entra ID).")
+    blob_container: str = Field("spindex-state", description="Container for cursors and leases.")
+
+
+class Settings(BaseSettings):
+    """Every setting of spindex, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPINDEX_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+        yaml_file=None,
+    )
+
+    data_dir: Path = Field(Path(".spindex"), description="Folder for local index, state and run reports.")
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    acl: AclSettings = Field(default_factory=AclSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        yaml_file = _yaml_path.get() or os.environ.get("SPINDEX_CONFIG")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @property
+    def index_dir(self) -> Path:
+        """Folder of the local index."""
+        return self.index.local_dir or self.data_dir / "index"
+
+    @property
+    def state_dir(self) -> Path:
+        """Folder of local state."""
+        return self.state.local_dir or self.data_dir / "state"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Folder where every run writes its JSON report."""
+        return self.data_dir / "reports"
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The size limit in bytes."""
+        return int(self.sync.max_file_mb * 2**20)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "settings"
+        env = "SPINDEX_" + "__".join(str(p) for p in item.get("loc", ())).upper()
+        lines.append(f"  {where}: {item.get('msg')} (set {env} or `{where}` in the YAML file)")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings, or raise ConfigError listing each bad setting.
+
+    The message names settings and their environment variables, never their values.
+    """
+    if config_file is None and os.environ.get("SPINDEX_CONFIG"):
+        config_file = Path(os.environ["SPINDEX_CONFIG"])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"configuration file not found: {config_file}")
+    token = _yaml_path.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _yaml_path.reset(token)
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for the README."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: list[str]) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, prefix + [name])
+                continue
+            env = "SPINDEX_" + "__".join(prefix + [name]).upper()
+            if info.default_factory is not None:
+                default = repr(info.default_factory())  # type: ignore[call-arg]
+            else:
+                default = "" if info.default is None else str(info.default)
+            rows.append((env, default, info.description or ""))
+
+    walk(Settings, [])
+    return rows

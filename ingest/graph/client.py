@@ -1,0 +1,301 @@
+"""Microsoft Graph transport: the msgraph-sdk client, paging, retries and error mapping.
+
+This module knows URLs, tokens, pages of results and HTTP statuses; what a drive, a page or a
+change means is `ingest/source.py`'s business. Every call goes through `_call`, the one place
+that applies the retry policy and maps an HTTP status to a spindex exception.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption, UserAgentHandlerOption
+
+from ingest.config import GRAPH_SCOPE, GraphSettings
+from ingest.errors import (
+    AuthError,
+    ItemUnavailable,
+    PermissionsUnreadable,
+    ResyncRequired,
+    SourceUnavailable,
+    SpindexError,
+)
+from ingest.retry import Retrier
+
+T = TypeVar("T")
+
+USER_AGENT_PRODUCT = "NONISV|spindex|spindex"  # traffic decoration the SharePoint throttling guide asks for
+USER_AGENT_VERSION = "0.1"
+# Fields every delta page must carry; `deleted` in particular, or deletes arrive unmarked.
+DELTA_SELECT = [
+    "id", "name", "eTag", "cTag", "size", "webUrl", "lastModifiedDateTime", "parentReference",
+    "file", "folder", "root", "deleted", "sharepointIds", "shared",
+]
+SHARING_PREFER = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
+
+
+@dataclass(slots=True)
+class GraphStats:
+    """Graph traffic of one run, for the run report."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    bytes_downloaded: int = 0
+
+    def as_dict(self, throttled: int, retries: int) -> dict[str, object]:
+        """The counters as plain JSON values."""
+        return {
+            "requests": dict(sorted(self.requests.items())),
+            "requests_total": sum(self.requests.values()),
+            "throttled": throttled,
+            "retries": retries,
+            "bytes_downloaded": self.bytes_downloaded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaPage:
+    """One page of a drive's delta feed: items, and either the next link or the delta link."""
+
+    items: list[Any]
+    next_link: str | None
+    delta_link: str | None
+
+
+def _classify(exc: BaseException) -> tuple[int | None, Mapping[str, object] | None] | None:
+    if isinstance(exc, APIError):
+        return exc.response_status_code, exc.response_headers
+    if isinstance(exc, (httpx.TransportError, TimeoutError)):
+        return None, None
+    return None
+
+
+def _graph_message(exc: APIError) -> str:
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or exc.message or ""
+    return f"{code}: {message}" if code else message
+
+
+class GraphClient:
+    """A msgraph-sdk client bound to one Graph endpoint, with spindex's retry policy."""
+
+    def __init__(self, settings: GraphSettings, credential: object, *, retrier: Retrier | None = None) -> None:
+        from msgraph import GraphServiceClient
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+        from msgraph_core import GraphClientFactory
+
+        host = urlparse(settings.base_url).hostname or "graph.microsoft.com"
+        self._auth = AzureIdentityAuthenticationProvider(
+            credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host]
+        )
+        options = {
+            # The SDK's own retry loop is switched off: `Retrier` is the one policy.
+            RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0, should_retry=False),
+            UserAgentHandlerOption.get_key(): UserAgentHandlerOption(
+                product_name=USER_AGENT_PRODUCT, product_version=USER_AGENT_VERSION
+            ),
+        }
+        http = GraphClientFactory.create_with_default_middleware(options=options)
+        self.adapter = GraphRequestAdapter(self._auth, client=http)
+        self.adapter.base_url = settings.base_url
+        self.sdk = GraphServiceClient(request_adapter=self.adapter)
+        self.settings = settings
+        self.retrier = retrier or Retrier()
+        self.stats = GraphStats()
+        self._credential = credential
+
+    async def _call(self, kind: str, call: Callable[[], Awaitable[T]], *, item: str | None = None) -> T:
+        """Run one Graph request under the retry policy; map its final failure to our errors."""
+
+        async def counted() -> T:
+            self.stats.requests[kind] += 1
+            return await call()
+
+        try:
+            return await self.retrier.run(counted, _classify)
+        except APIError as exc:
+            raise self._map_error(exc, kind, item) from None
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise SourceUnavailable(f"Graph unreachable during {kind} ({type(exc).__name__})") from None
+
+    def _map_error(self, exc: APIError, kind: str, item: str | None) -> SpindexError:
+        status = exc.response_status_code or 0
+        message = _graph_message(exc)
+        what = f"{kind} {item}" if item else kind
+        if status == 410:
+            return ResyncRequired(f"delta link no longer valid ({message or 'resyncRequired'})")
+        if status == 401:
+            return AuthError(f"Graph refused the credentials (HTTP 401 on {kind}): check graph.client_id and its secret or certificate")
+        if kind == "permissions":  # any final failure: fail closed for this item
+            return PermissionsUnreadable(f"permissions of {item} unreadable (HTTP {status})")
+        if status == 403:
+            return AuthError(f"Graph denied {what} (HTTP 403: {message}); grant the app the permission named there")
+        if status == 404 and item is not None:
+            return ItemUnavailable(f"{what} not found (HTTP 404)")
+        if status in (429, 503):
+            return SourceUnavailable(f"Graph kept throttling {what} (HTTP {status}) after retries")
+        return SourceUnavailable(f"Graph failed on {what} (HTTP {status}: {message})")
+
+    # -- sites and drives ---------------------------------------------------------------------
+
+    async def site(self, site: str) -> Any:
+        """A site by Graph id (`host,guid,guid`) or by `hostname:/sites/path`."""
+        from msgraph.generated.sites.item.site_item_request_builder import SiteItemRequestBuilder
+
+        if ":/" in site:
+            host, path = site.split(":", 1)
+            builder = SiteItemRequestBuilder(self.adapter, f"{self.settings.base_url}/sites/{host}:{path}")
+        else:
+            builder = self.sdk.sites.by_site_id(site)
+        return await self._call("site", builder.get)
+
+    async def all_sites(self) -> AsyncIterator[Any]:
+        """Every site of the tenant (`getAllSites`, application permission), page by page."""
+        builder = self.sdk.sites.get_all_sites
+        response = await self._call("site", builder.get)
+        while True:
+            for site in response.value or []:
+                yield site
+            if not response.odata_next_link:
+                return
+            link = response.odata_next_link
+            response = await self._call("site", lambda: builder.with_url(link).get())
+
+    async def drives(self, site_id: str, *, include_system: bool) -> list[Any]:
+        """A site's document libraries; with `include_system`, hidden ones such as Site Pages."""
+        from msgraph.generated.sites.item.drives.drives_request_builder import DrivesRequestBuilder
+
+        select = ["id", "name", "webUrl", "driveType"] + (["system"] if include_system else [])
+        query = DrivesRequestBuilder.DrivesRequestBuilderGetQueryParameters(select=select)
+        config = RequestConfiguration(query_parameters=query)
+        builder = self.sdk.sites.by_site_id(site_id).drives
+        response = await self._call("drive", lambda: builder.get(request_configuration=config))
+        drives = list(response.value or [])
+        while response.odata_next_link:
+            link = response.odata_next_link
+            response = await self._call("drive", lambda: builder.with_url(link).get())
+            drives.extend(response.value or [])
+        return drives
+
+    # -- drive items ----------------------------------------------------------------------------
+
+    async def delta_page(self, drive_id: str, link: str | None, *, top: int, sharing_changes: bool = True) -> DeltaPage:
+        """One page of `drive_id`'s delta: from the start when `link` is None, else from the link."""
+        from msgraph.generated.drives.item.items.item.delta.delta_request_builder import DeltaRequestBuilder
+
+        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id("root").delta
+        if link is None:
+            query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=DELTA_SELECT, top=top)
+            config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        else:
+            builder = builder.with_url(link)
+            config = RequestConfiguration()
+        if sharing_changes:
+            config.headers.add("Prefer", SHARING_PREFER)
+        response = await self._call("delta", lambda: builder.get(request_configuration=config), item=drive_id)
+        return DeltaPage(list(response.value or []), response.odata_next_link, response.odata_delta_link)
+
+    async def item(self, drive_id: str, item_id: str) -> Any:
+        """One drive item with its `parentReference.path`."""
+        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id)
+        return await self._call("item", builder.get, item=item_id)
+
+    async def download(self, drive_id: str, item_id: str) -> bytes:
+        """The file's bytes (Graph answers 302 to a pre-authenticated URL; the SDK follows it)."""
+        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id).content
+        content = await self._call("download", builder.get, item=item_id)
+        data = content or b""
+        self.stats.bytes_downloaded += len(data)
+        return data
+
+    async def permissions(self, drive_id: str, item_id: str) -> list[Any]:
+        """The item's permissions (every page); raises PermissionsUnreadable when they cannot be read."""
+        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id).permissions
+        response = await self._call("permissions", builder.get, item=item_id)
+        permissions = list(response.value or [])
+        while response.odata_next_link:
+            link = response.odata_next_link
+            response = await self._call("permissions", lambda: builder.with_url(link).get(), item=item_id)
+            permissions.extend(response.value or [])
+        return permissions
+
+    async def site_page(self, site_id: str, page_id: str) -> Any:
+        """A modern page with its canvas layout (sections, columns, web parts)."""
+        from msgraph.generated.sites.item.pages.item.graph_site_page.graph_site_page_request_builder import (
+            GraphSitePageRequestBuilder,
+        )
+
+        query = GraphSitePageRequestBuilder.GraphSitePageRequestBuilderGetQueryParameters(expand=["canvasLayout"])
+        config = RequestConfiguration(query_parameters=query)
+        builder = self.sdk.sites.by_site_id(site_id).pages.by_base_site_page_id(page_id).graph_site_page
+        return await self._call("page", lambda: builder.get(request_configuration=config), item=page_id)
+
+    async def site_page_titles(self, site_id: str) -> dict[str, str]:
+        """Page id -> title for every modern page of a site, one listing instead of a call per page."""
+        from msgraph.generated.sites.item.pages.graph_site_page.graph_site_page_request_builder import (
+            GraphSitePageRequestBuilder,
+        )
+
+        query = GraphSitePageRequestBuilder.GraphSitePageRequestBuilderGetQueryParameters(select=["id", "title"])
+        config = RequestConfiguration(query_parameters=query)
+        builder = self.sdk.sites.by_site_id(site_id).pages.graph_site_page
+        response = await self._call("page", lambda: builder.get(request_configuration=config))
+        titles = {p.id: p.title or "" for p in response.value or [] if p.id}
+        while response.odata_next_link:
+            link = response.odata_next_link
+            response = await self._call("page", lambda: builder.with_url(link).get())
+            titles.update({p.id: p.title or "" for p in response.value or [] if p.id})
+        return titles
+
+    # -- directory ------------------------------------------------------------------------------
+
+    async def user(self, user: str) -> Any:
+        """A user by object id or user principal name."""
+        return await self._call("user", self.sdk.users.by_user_id(user).get, item=user)
+
+    async def transitive_group_ids(self, user_id: str) -> list[str]:
+        """Ids of every group the user belongs to, directly or through nesting (all pages)."""
+        builder = self.sdk.users.by_user_id(user_id).transitive_member_of.graph_group
+        response = await self._call("user", builder.get, item=user_id)
+        ids = [g.id for g in response.value or [] if g.id]
+        while response.odata_next_link:
+            link = response.odata_next_link
+            response = await self._call("user", lambda: builder.with_url(link).get(), item=user_id)
+            ids.extend(g.id for g in response.value or [] if g.id)
+        return ids
+
+    async def group_owner_ids(self, group_id: str) -> list[str]:
+        """Object ids of a group's owners (all pages)."""
+        builder = self.sdk.groups.by_group_id(group_id).owners
+        response = await self._call("user", builder.get, item=group_id)
+        ids = [o.id for o in response.value or [] if o.id]
+        while response.odata_next_link:
+            link = response.odata_next_link
+            response = await self._call("user", lambda: builder.with_url(link).get(), item=group_id)
+            ids.extend(o.id for o in response.value or [] if o.id)
+        return ids
+
+    def stats_dict(self) -> dict[str, object]:
+        """Traffic counters for the run report."""
+        return self.stats.as_dict(self.retrier.stats.throttled, self.retrier.stats.retries)
+
+    async def close(self) -> None:
+        """Release the HTTP connections and the credential."""
+        http = getattr(self.adapter, "_http_client", None)
+        if http is not None:
+            await http.aclose()
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result

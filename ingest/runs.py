@@ -1,0 +1,91 @@
+"""What the entry points run: a sync, and a security-trimmed search as a given user.
+
+The CLI, the scheduler and `python -m jobs` call these; they hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.components import live_index, open_parts
+from ingest.config import Settings
+from ingest.errors import SystemicError
+from ingest.graph.client import GraphClient
+from ingest.models import SearchHit
+from ingest.pipeline import Pipeline, ProgressFn
+from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL, SecurityFilter, security_filter
+from ingest.report import RunReport
+
+
+async def run_sync(settings: Settings, *, full: bool, progress: ProgressFn | None = None) -> RunReport:
+    """Run a full or delta sync of every configured library and write its report.
+
+    A systemic failure ends the run as "aborted" (the report says why); it is not raised.
+    """
+    report = RunReport(mode="full" if full else "delta")
+    try:
+        async with open_parts(settings) as parts:
+            try:
+                assert settings.embedding.dimensions is not None
+                index = await live_index(parts.catalog, settings.index.alias, settings.embedding.dimensions)
+                pipeline = Pipeline(
+                    settings=settings,
+                    source=parts.source,
+                    index=index,
+                    embedder=parts.embedder,
+                    chunker=parts.chunker,
+                    state=parts.state,
+                    report=report,
+                    site_groups=parts.site_groups,
+                    progress=progress,
+                )
+                try:
+                    await pipeline.run(full=full)
+                finally:
+                    await index.close()
+                report.finish()
+            finally:
+                report.graph = parts.graph.stats_dict()
+                report.graph["sharepoint_rest_requests"] = parts.rest.requests
+    except SystemicError as exc:
+        report.finish("aborted", f"{type(exc).__name__}: {exc}")
+    report.write(settings.reports_dir)
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who is searching: the user and the principals the security filter admits."""
+
+    user_id: str
+    display_name: str
+    is_guest: bool
+    security: SecurityFilter
+
+
+async def resolve_reader(graph: GraphClient, settings: Settings, user: str) -> Reader:
+    """Who `user` (UPN or object id) is, and the security filter for what they may read."""
+    entry = await graph.user(user)
+    groups = await graph.transitive_group_ids(entry.id)
+    is_guest = (entry.user_type or "").lower() == "guest"
+    principals: list[str] = []
+    if settings.acl.everyone_claims:
+        principals = [EVERYONE] if is_guest else [EVERYONE, EVERYONE_EXCEPT_EXTERNAL]
+    security = security_filter(entry.id, groups, principal_values=principals)
+    return Reader(entry.id, entry.display_name or user, is_guest, security)
+
+
+async def search_as(settings: Settings, query: str, user: str, *, top: int = 5) -> tuple[Reader, list[SearchHit]]:
+    """Search the alias as `user` (UPN or object id): only what that user may read comes back."""
+    async with open_parts(settings) as parts:
+        reader = await resolve_reader(parts.graph, settings, user)
+        target = await parts.catalog.get_alias(settings.index.alias)
+        if target is None:
+            raise SystemicError(f"no index behind alias {settings.index.alias!r} yet: run `spindex run full` first")
+        index = await parts.catalog.open_index(target)
+        try:
+            vector = (await parts.embedder.embed([query]))[0]
+            hits = await index.search(query, vector, security=reader.security, top=top)
+        finally:
+            await index.close()
+        return reader, hits

@@ -1,0 +1,240 @@
+"""SharePoint semantics: sites -> libraries (Site Pages included) -> delta -> typed changes.
+
+`changes(drive, cursor)` is the only way content enters spindex: a full sync is simply
+`changes(drive, None)`. Graph's delta feed gives each item's latest state, without folder
+paths; this module turns it into `ChangeBatch`es of `SourceItem`s with their paths resolved.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+from ingest.config import GraphSettings
+from ingest.graph.client import GraphClient
+from ingest.models import DriveRef, ItemRef, SiteRef, SourceItem
+
+SITE_PAGES_DRIVE_NAMES = frozenset({"Site Pages", "SitePages"})
+
+
+@dataclass(slots=True)
+class ChangeBatch:
+    """The changes of one delta page, and the cursor to resume from once they are committed.
+
+    `upserts` are files and pages in their latest state (new, edited, renamed, moved, or with
+    new permissions: the pipeline tells which by comparing with the index). `deletes` are
+    items Graph reports deleted. `folders` are the folders seen on this page (id -> path),
+    which the pipeline needs when a folder is renamed, moved or deleted.
+    """
+
+    drive: DriveRef
+    upserts: list[SourceItem] = field(default_factory=list)
+    deletes: list[ItemRef] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)
+    deleted_folders: list[str] = field(default_factory=list)
+    cursor_after: str | None = None
+    final: bool = False
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _page_html(page: Any) -> bytes:
+    """A site page as one HTML document: its title, then each text web part in layout order."""
+    parts = [f"<html><head><title>{html.escape(page.title or page.name or '')}</title></head><body>"]
+    if page.title:
+        parts.append(f"<h1>{html.escape(page.title)}</h1>")
+    layout = getattr(page, "canvas_layout", None)
+    for section in getattr(layout, "horizontal_sections", None) or []:
+        for column in getattr(section, "columns", None) or []:
+            for webpart in getattr(column, "webparts", None) or []:
+                inner = getattr(webpart, "inner_html", None)
+                if inner:
+                    parts.append(f"<div>{inner}</div>")
+    vertical = getattr(layout, "vertical_section", None)
+    for webpart in getattr(vertical, "webparts", None) or []:
+        inner = getattr(webpart, "inner_html", None)
+        if inner:
+            parts.append(f"<div>{inner}</div>")
+    parts.append("</body></html>")
+    return "".join(parts).encode("utf-8")
+
+
+class FolderPaths:
+    """Folder id -> path inside one library, learnt from the feed, else asked of Graph once."""
+
+    def __init__(self, graph: GraphClient, drive_id: str) -> None:
+        self._graph = graph
+        self._drive_id = drive_id
+        self._names: dict[str, tuple[str, str | None]] = {}
+        self._paths: dict[str, str] = {}
+        self.root_id: str | None = None
+
+    def learn(self, item_id: str, name: str, parent_id: str | None, *, is_root: bool = False) -> None:
+        """Record a folder seen in the feed (its latest name and parent)."""
+        if is_root:
+            self.root_id = item_id
+            self._paths[item_id] = "/"
+            return
+        self._names[item_id] = (name, parent_id)
+        self._paths.clear()  # a rename or move may change any cached descendant path
+        if self.root_id is not None:
+            self._paths[self.root_id] = "/"
+
+    async def path_of(self, folder_id: str | None) -> str:
+        """The path of a folder, "/" for the library root."""
+        if folder_id is None or folder_id == self.root_id:
+            return "/"
+        cached = self._paths.get(folder_id)
+        if cached is not None:
+            return cached
+        known = self._names.get(folder_id)
+        if known is not None:
+            name, parent = known
+            parent_path = await self.path_of(parent)
+            path = parent_path.rstrip("/") + "/" + name
+        else:
+            item = await self._graph.item(self._drive_id, folder_id)
+            if getattr(item, "root", None) is not None:
+                self.root_id = folder_id
+                path = "/"
+            else:
+                ref = item.parent_reference
+                parent_path = (ref.path or "").split("root:", 1)[1] if ref and ref.path and "root:" in ref.path else ""
+                path = unquote(parent_path).rstrip("/") + "/" + (item.name or "")
+        self._paths[folder_id] = path
+        return path
+
+
+class SharePointSource:
+    """Sites, libraries and their delta feeds, as spindex's typed values."""
+
+    def __init__(self, graph: GraphClient, settings: GraphSettings) -> None:
+        self.graph = graph
+        self.settings = settings
+        self._page_titles: dict[str, dict[str, str]] = {}
+
+    async def sites(self) -> list[SiteRef]:
+        """The configured sites, or every site of the tenant when none is configured."""
+        if self.settings.sites:
+            found = [await self.graph.site(s) for s in self.settings.sites]
+        else:
+            found = [s async for s in self.graph.all_sites()]
+        return [SiteRef(s.id, s.display_name or s.name or s.id, s.web_url or "") for s in found]
+
+    async def drives(self) -> list[DriveRef]:
+        """Every document library of the sites, and their Site Pages libraries if enabled."""
+        drives: list[DriveRef] = []
+        for site in await self.sites():
+            for drive in await self.graph.drives(site.site_id, include_system=self.settings.include_pages):
+                is_pages = drive.name in SITE_PAGES_DRIVE_NAMES or (drive.web_url or "").rstrip("/").endswith("/SitePages")
+                if is_pages and not self.settings.include_pages:
+                    continue
+                if drive.system is not None and not is_pages:
+                    continue  # other hidden libraries (Style Library, Form Templates...) hold no content
+                drives.append(DriveRef(site, drive.id, drive.name or drive.id, drive.web_url or "", "pages" if is_pages else "documents"))
+        return drives
+
+    async def changes(self, drive: DriveRef, cursor: str | None) -> AsyncIterator[ChangeBatch]:
+        """The drive's changes since `cursor` (everything when None), one batch per delta page."""
+        folders = FolderPaths(self.graph, drive.drive_id)
+        link = cursor
+        while True:
+            page = await self.graph.delta_page(drive.drive_id, link, top=self.settings.page_size)
+            batch = ChangeBatch(drive=drive)
+            latest: dict[str, Any] = {}
+            for raw in page.items:  # an item may appear more than once: its last state wins
+                if raw.id:
+                    latest.pop(raw.id, None)
+                    latest[raw.id] = raw
+            for raw in latest.values():
+                if raw.root is not None:
+                    folders.learn(raw.id, "", None, is_root=True)
+            for raw in latest.values():
+                if raw.folder is not None and raw.root is None and raw.deleted is None:
+                    parent = raw.parent_reference.id if raw.parent_reference else None
+                    folders.learn(raw.id, raw.name or "", parent)
+            for raw in latest.values():
+                if raw.root is not None:
+                    continue
+                ref = ItemRef(drive.drive_id, raw.id)
+                if raw.deleted is not None:
+                    batch.deletes.append(ref)
+                    if raw.folder is not None:
+                        batch.deleted_folders.append(raw.id)
+                    continue
+                if raw.folder is not None:
+                    batch.folders[raw.id] = await folders.path_of(raw.id)
+                    continue
+                item = await self._source_item(drive, raw, folders)
+                if item is not None:
+                    batch.upserts.append(item)
+            batch.cursor_after = page.delta_link or page.next_link
+            batch.final = page.delta_link is not None
+            yield batch
+            if page.delta_link is not None or page.next_link is None:
+                return
+            link = page.next_link
+
+    async def _source_item(self, drive: DriveRef, raw: Any, folders: FolderPaths) -> SourceItem | None:
+        parent = raw.parent_reference.id if raw.parent_reference else None
+        path = await folders.path_of(parent)
+        name = raw.name or raw.id
+        mime = raw.file.mime_type if raw.file is not None and raw.file.mime_type else mimetypes.guess_type(name)[0]
+        extra = raw.additional_data or {}
+        shared_changed = str(extra.get("@microsoft.graph.sharedChanged", "")).lower() == "true"
+        item = SourceItem(
+            ref=ItemRef(drive.drive_id, raw.id),
+            drive=drive,
+            kind="file",
+            name=name,
+            title=name,
+            web_url=raw.web_url or "",
+            path=path,
+            mime_type=mime,
+            size=raw.size,
+            ctag=raw.c_tag,
+            etag=raw.e_tag,
+            last_modified=_iso(raw.last_modified_date_time),
+            shared_changed=shared_changed,
+        )
+        if drive.kind == "pages":
+            if not name.lower().endswith(".aspx"):
+                return None  # images and assets stored beside pages are not pages
+            ids = raw.sharepoint_ids
+            page_id = ids.list_item_unique_id if ids is not None else None
+            if not page_id:
+                return None
+            titles = await self._titles(drive.site.site_id)
+            item.kind = "page"
+            item.page_id = page_id
+            item.title = titles.get(page_id) or name.removesuffix(".aspx")
+            item.mime_type = "text/html"
+        return item
+
+    async def _titles(self, site_id: str) -> dict[str, str]:
+        if site_id not in self._page_titles:
+            self._page_titles[site_id] = await self.graph.site_page_titles(site_id)
+        return self._page_titles[site_id]
+
+    async def fetch(self, item: SourceItem) -> bytes:
+        """The item's content: a file's bytes, or a page assembled as HTML from its web parts."""
+        if item.kind == "page":
+            assert item.page_id is not None
+            page = await self.graph.site_page(item.drive.site.site_id, item.page_id)
+            return _page_html(page)
+        return await self.graph.download(item.ref.drive_id, item.ref.item_id)
+
+    async def permissions(self, item: SourceItem) -> list[Any]:
+        """The item's effective permissions as Graph returns them (pages: via Site Pages items)."""
+        return await self.graph.permissions(item.ref.drive_id, item.ref.item_id)

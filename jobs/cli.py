@@ -1,0 +1,150 @@
+"""The `spindex` command line: entry points only, the work is done in `ingest/`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ingest.config import Settings, load_settings
+from ingest.errors import ConfigError, SpindexError
+from ingest.models import DriveRef
+from ingest.report import EXIT_ABORTED, EXIT_CONFIG, RunReport
+
+app = typer.Typer(help="Keep an Azure AI Search index in step with SharePoint Online, security-trimmed.", no_args_is_help=True)
+run_app = typer.Typer(help="Run a sync job once.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The local sandbox SharePoint tenant.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML configuration file.", exists=False)
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+class _ProgressDisplay:
+    """A live line per library while a sync runs."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: str, drive: DriveRef | None, n: int) -> None:
+        if drive is None:
+            return
+        if drive.drive_id not in self.tasks:
+            label = f"{drive.site.name} / {drive.name}"
+            self.tasks[drive.drive_id] = self.progress.add_task(label, total=None, items=0)
+        task = self.tasks[drive.drive_id]
+        self.progress.update(task, advance=n)
+
+
+def _sync(settings: Settings, *, full: bool) -> RunReport:
+    from ingest.runs import run_sync
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:.0f} items"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
+        report = asyncio.run(run_sync(settings, full=full, progress=_ProgressDisplay(progress)))
+    _print_report(report)
+    return report
+
+
+def _print_report(report: RunReport) -> None:
+    table = Table(title=f"{report.mode} run {report.run_id}: {report.status}", show_lines=False)
+    table.add_column("library")
+    for column in ("created", "content_changed", "metadata_only", "acl_only", "unchanged", "deleted", "skipped", "failed"):
+        table.add_column(column.replace("_", " "), justify="right")
+    for drive, row in report.as_dict()["libraries"].items():  # type: ignore[union-attr]
+        table.add_row(row["name"], *(str(row[k]) for k in ("created", "content_changed", "metadata_only", "acl_only", "unchanged", "deleted", "skipped", "failed")))
+    console.print(table)
+    for problem in report.skipped:
+        console.print(f"  skipped [yellow]{problem.path.rstrip('/')}/{problem.name}[/yellow]: {problem.reason} ({problem.message})")
+    for problem in report.failed:
+        console.print(f"  failed  [red]{problem.path.rstrip('/')}/{problem.name}[/red]: {problem.reason} ({problem.message})")
+    graph = report.graph
+    console.print(
+        f"  graph requests {graph.get('requests_total', 0)}, throttled {graph.get('throttled', 0)}, "
+        f"downloaded {graph.get('bytes_downloaded', 0)} bytes; embedded {report.embedding.get('inputs', 0)} chunks "
+        f"({report.embedding.get('tokens', 0)} tokens, {report.embedding.get('reused', 0)} reused); {report.duration_s:.1f} s"
+    )
+    if report.abort_reason:
+        err.print(f"[red]aborted: {report.abort_reason}[/red]")
+
+
+@run_app.command("full")
+def run_full(config: Path | None = ConfigOption) -> None:
+    """Enumerate every library in full and reconcile the index with it."""
+    report = _sync(_settings(config), full=True)
+    raise typer.Exit(report.exit_code)
+
+
+@run_app.command("delta")
+def run_delta(config: Path | None = ConfigOption) -> None:
+    """Apply the changes since the last run of each library (a new library is enumerated in full)."""
+    report = _sync(_settings(config), full=False)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to search for."),
+    as_user: str = typer.Option(..., "--as", help="User principal name or object id of the reader."),
+    top: int = typer.Option(5, help="How many results."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Search the index as a user: only what SharePoint lets that user read is returned."""
+    from ingest.runs import search_as
+
+    settings = _settings(config)
+    try:
+        reader, hits = asyncio.run(search_as(settings, query, as_user, top=top))
+    except SpindexError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_ABORTED) from None
+    _print_hits(query, reader.display_name, hits)
+
+
+def _print_hits(query: str, who: str, hits: list[Any]) -> None:
+    console.print(f"[bold]{who}[/bold] asks: {query}")
+    if not hits:
+        console.print("  (nothing this user may read matches)")
+    for rank, hit in enumerate(hits, 1):
+        pages = f" p.{hit.page_start}" + (f"-{hit.page_end}" if hit.page_end and hit.page_end != hit.page_start else "") if hit.page_start else ""
+        console.print(f"  {rank}. {hit.title}{pages}  [dim]{hit.path}[/dim]")
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    tenant: str = typer.Option("demo", help="Tenant file, or `demo`."),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 (0: any free port)."),
+) -> None:
+    """Serve the sandbox tenant until Ctrl-C, printing the settings that point spindex at it."""
+    from jobs.demo import serve_sandbox
+
+    serve_sandbox(tenant, port, console)
+
+
+@app.command()
+def demo(data_dir: Path = typer.Option(Path(".spindex/demo"), help="Where the demo keeps its index and state.")) -> None:
+    """Start the sandbox, sync it, and ask questions as different users to show security trimming."""
+    from jobs.demo import run_demo
+
+    raise typer.Exit(run_demo(data_dir, console, sync=_sync, print_hits=_print_hits))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -71,9 +71,22 @@ def build_catalog(settings: Settings) -> IndexCatalog:
 
 def build_state(settings: Settings) -> StateStore:
     """Where cursors and leases live."""
-    if settings.state.backend == "local":
+    config = settings.state
+    if config.backend == "local":
         return LocalStateStore(settings.state_dir)
-    raise ConfigError("state.backend=blob is not available in this version; use state.backend=local")
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from ingest.state.blob import BlobStateStore
+
+    if config.blob_connection_string is not None:
+        service = BlobServiceClient.from_connection_string(config.blob_connection_string.get_secret_value())
+    elif config.blob_account_url:
+        from azure.identity.aio import DefaultAzureCredential
+
+        service = BlobServiceClient(config.blob_account_url, credential=DefaultAzureCredential())
+    else:
+        raise ConfigError("state.blob_account_url or state.blob_connection_string is required for state.backend=blob")
+    return BlobStateStore(service, config.blob_container, lease_seconds=config.lease_seconds)
 
 
 async def live_index(catalog: IndexCatalog, alias: str, dimensions: int) -> IndexStore:
@@ -127,3 +140,6 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         await rest.close()
         await embedder.close()
         await graph.close()
+        close_state = getattr(parts.state, "close", None)
+        if close_state is not None:
+            await close_state()

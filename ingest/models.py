@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 SourceKind = Literal["file", "page"]
@@ -188,8 +188,8 @@ class IndexDoc:
     user_ids: list[str] = field(default_factory=list)
 
     def as_fields(self) -> dict[str, object]:
-        """The document as a field-name -> value mapping, as both backends store it."""
-        return asdict(self)
+        """The document as a field-name -> value mapping, as both backends store it (shallow)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,7 @@ class SecurityFilter:
         return self.user_id is None and not self.group_ids
 
     def permits(self, group_ids: Iterable[str], user_ids: Iterable[str]) -> bool:
-        """Whether a document with these security fields passes the filter (the reference semantics)."""
+        """Whether a document with these security fields passes (the reference semantics)."""
         mine = set(self.group_ids)
         if any(g in mine for g in group_ids):
             return True

@@ -20,9 +20,10 @@ Every role (`read`, `write`, `owner`, ...) grants read access.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ingest.config import AclSettings
 from ingest.errors import ItemError
@@ -30,6 +31,8 @@ from ingest.graph.client import GraphClient
 from ingest.graph.sharepoint_rest import SharePointRest, SiteGroupUnreadable
 from ingest.models import Acl, SiteRef
 from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL
+
+T = TypeVar("T")
 
 
 class SiteGroupResolver(Protocol):
@@ -123,41 +126,48 @@ class ClaimsSiteGroupResolver:
         self.rest = rest
         self.graph = graph
         self.policy = policy
-        self._cache: dict[tuple[str, str], Acl] = {}
-        self._users: dict[str, str] = {}
-        self._owners: dict[str, list[str]] = {}
+        # Futures, not values: concurrent items asking for the same group share one request.
+        self._groups: dict[tuple[str, str], asyncio.Future[Acl]] = {}
+        self._users: dict[str, asyncio.Future[str]] = {}
+        self._owners: dict[str, asyncio.Future[list[str]]] = {}
 
     async def resolve(self, site: SiteRef, group_id: str) -> Acl:
-        """The Entra ids a site group stands for, cached for the run."""
-        key = (site.site_id, group_id)
-        if key not in self._cache:
-            members = await self.rest.site_group_users(site.web_url, group_id)
-            users: set[str] = set()
-            groups: set[str] = set()
-            for member in members:
-                await self._claim(str(member.get("LoginName") or ""), users, groups, group_id)
-            self._cache[key] = Acl(frozenset(groups), frozenset(users))
-        return self._cache[key]
+        """The Entra ids a site group stands for, read once per run."""
+        return await _once(self._groups, (site.site_id, group_id), lambda: self._read_group(site, group_id))
+
+    async def _read_group(self, site: SiteRef, group_id: str) -> Acl:
+        members = await self.rest.site_group_users(site.web_url, group_id)
+        users: set[str] = set()
+        groups: set[str] = set()
+        for member in members:
+            await self._claim(str(member.get("LoginName") or ""), users, groups, group_id)
+        return Acl(frozenset(groups), frozenset(users))
+
+    async def _user_id(self, upn: str, site_group: str) -> str:
+        async def lookup() -> str:
+            try:
+                return str((await self.graph.user(upn)).id).lower()
+            except ItemError:
+                raise SiteGroupUnreadable(f"site group {site_group}: member {upn} not found in the directory") from None
+
+        return await _once(self._users, upn, lookup)
+
+    async def _owner_ids(self, group: str) -> list[str]:
+        async def lookup() -> list[str]:
+            return [o.lower() for o in await self.graph.group_owner_ids(group)]
+
+        return await _once(self._owners, group, lookup)
 
     async def _claim(self, login: str, users: set[str], groups: set[str], site_group: str) -> None:
         lowered = login.lower()
         if lowered.startswith(CLAIM_USER):
-            upn = login[len(CLAIM_USER):]
-            if upn not in self._users:
-                try:
-                    self._users[upn] = (await self.graph.user(upn)).id.lower()
-                except ItemError:
-                    raise SiteGroupUnreadable(f"site group {site_group}: member {upn} not found in the directory") from None
-            users.add(self._users[upn])
+            users.add(await self._user_id(login[len(CLAIM_USER):], site_group))
         elif lowered.startswith(CLAIM_SECURITY_GROUP):
             groups.add(login[len(CLAIM_SECURITY_GROUP):].lower())
         elif lowered.startswith(CLAIM_M365_GROUP):
             group = login[len(CLAIM_M365_GROUP):].lower()
             if group.endswith("_o"):
-                group = group[:-2]
-                if group not in self._owners:
-                    self._owners[group] = [o.lower() for o in await self.graph.group_owner_ids(group)]
-                users.update(self._owners[group])
+                users.update(await self._owner_ids(group[:-2]))
             else:
                 groups.add(group)
         elif lowered.startswith(CLAIM_EVERYONE_EXCEPT_EXTERNAL):
@@ -170,6 +180,15 @@ class ClaimsSiteGroupResolver:
             raise SiteGroupUnreadable(f"site group {site_group}: unknown claim form {login[:60]!r}")
         else:
             raise SiteGroupUnreadable(f"site group {site_group}: unmapped member {login[:60]!r}")
+
+
+async def _once(cache: dict[Any, asyncio.Future[T]], key: Any, compute: Callable[[], Awaitable[T]]) -> T:
+    """`compute()` once per key for the run; concurrent callers await the same result or error."""
+    future = cache.get(key)
+    if future is None:
+        future = asyncio.ensure_future(compute())
+        cache[key] = future
+    return await asyncio.shield(future)
 
 
 def union(acls: Iterable[Acl]) -> Acl:

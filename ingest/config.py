@@ -122,6 +122,9 @@ class SyncSettings(BaseModel):
     mass_delete_share: float = Field(
         0.5, ge=0, le=1, description="A run that would delete more than this share of a library stops."
     )
+    mass_delete_min_items: int = Field(
+        10, ge=0, description="Deleting fewer items than this never counts as a mass deletion."
+    )
 
 
 class AclSettings(BaseModel):

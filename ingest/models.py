@@ -111,6 +111,7 @@ class SourceItem:
     last_modified: str | None = None
     page_id: str | None = None
     shared_changed: bool = False
+    ancestor_ids: tuple[str, ...] = ()
 
     def metadata_fields(self) -> dict[str, object]:
         """The index fields that a rename or move changes, and that a merge rewrites."""
@@ -119,6 +120,7 @@ class SourceItem:
             "url": self.web_url,
             "path": self.path,
             "last_modified": self.last_modified,
+            "ancestor_ids": list(self.ancestor_ids),
         }
 
 
@@ -186,6 +188,7 @@ class IndexDoc:
     acl_hash: str
     group_ids: list[str] = field(default_factory=list)
     user_ids: list[str] = field(default_factory=list)
+    ancestor_ids: list[str] = field(default_factory=list)  # folder ids from the library root down
 
     def as_fields(self) -> dict[str, object]:
         """The document as a field-name -> value mapping, as both backends store it (shallow)."""
@@ -205,6 +208,7 @@ class IndexedItem:
     path: str
     last_modified: str | None
     chunks: Mapping[str, str]  # chunk key -> content hash
+    ancestor_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,38 +1,35 @@
 """The one code path for full and delta syncs, and the commit rule.
 
-For each library: hold its lease, load its cursor (none, or `full`, means enumerate it all),
-then for each `ChangeBatch` from the source: classify each item against the index manifest,
-take its cheapest path, write to the index, and only then save the cursor after that batch.
-A crash anywhere leaves the cursor at the last fully written batch, so a rerun redoes at most
-one batch, and every write is idempotent (deterministic keys, upsert then prune).
+For each library: hold its lease, load its cursor (none, or a full run, means enumerate it
+all), then for each `ChangeBatch` from the source: classify each item against the index
+manifest, take its cheapest path (`item_sync.py`), write to the index, and only then save the
+cursor after that batch. A crash anywhere leaves the cursor at the last fully written batch;
+a rerun redoes at most that batch, and every write is idempotent (deterministic keys, upsert
+then prune), so the index ends as if nothing had crashed.
+
+A whole enumeration ends with a reconcile: indexed items the library no longer has are
+removed. An enumeration resumed after a crash has not seen its first pages, so before
+removing an unseen item it asks Graph whether the item still exists.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ingest.acl import AclResult, SiteGroupResolver, permissions_to_acl
+from ingest.acl import SiteGroupResolver
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
-from ingest.errors import (
-    BadInput,
-    EmptyFile,
-    ItemError,
-    PermissionsUnreadable,
-    SpindexError,
-    SystemicError,
-    TooLarge,
-    UnsupportedFormat,
-)
-from ingest.extract import extract, is_supported
+from ingest.errors import BadInput, ItemError, ItemUnavailable, MassDeleteRefused, ResyncRequired, SystemicError
+from ingest.faults import crash_point
 from ingest.index.base import IndexStore
-from ingest.models import Acl, Chunk, DriveRef, IndexDoc, IndexedItem, SourceItem, chunk_key
+from ingest.item_sync import ItemSync
+from ingest.models import DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
-from ingest.source import ChangeBatch, SharePointSource
-from ingest.state.base import DriveCursor, LeaseHeld, StateStore
+from ingest.source import ChangeBatch, FolderState, SharePointSource
+from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
 
 ProgressFn = Callable[[str, DriveRef | None, int], None]
 
@@ -55,11 +52,19 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
     return leaves[0]
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one item: a change kind from `report.CHANGE_KINDS`."""
+@dataclass
+class DriveRun:
+    """What one run knows about one library while it syncs it."""
 
-    kind: str
+    drive: DriveRef
+    etag: str | None
+    enumerating: bool
+    resumed: bool
+    indexed_at_start: int
+    known_bad: dict[str, KnownBad]
+    pending: set[str]
+    seen: set[str] = field(default_factory=set)
+    deleted: int = 0
 
 
 class Pipeline:
@@ -77,20 +82,23 @@ class Pipeline:
         report: RunReport,
         site_groups: SiteGroupResolver | None = None,
         progress: ProgressFn | None = None,
+        allow_mass_delete: bool = False,
     ) -> None:
         self.settings = settings
         self.source = source
         self.index = index
-        self.embedder = embedder
-        self.chunker = chunker
         self.state = state
         self.report = report
-        self.site_groups = site_groups
+        self.allow_mass_delete = allow_mass_delete
         self.progress = progress or (lambda event, drive, n: None)
+        self.items = ItemSync(
+            settings=settings, source=source, index=index, embedder=embedder, chunker=chunker,
+            report=report, site_groups=site_groups,
+        )
         self._limit = asyncio.Semaphore(settings.sync.concurrency)
 
     async def run(self, *, full: bool) -> RunReport:
-        """Sync every configured library; raises SystemicError (after recording it) to abort."""
+        """Sync every configured library; raises SystemicError to abort the run."""
         drives = await self.source.drives()
         self.progress("drives", None, len(drives))
         for drive in drives:
@@ -107,182 +115,201 @@ class Pipeline:
         """Bring one library's index documents in step with SharePoint, committing per batch."""
         stored = await self.state.load(drive.state_key)
         cursor, etag = stored if stored is not None else (None, None)
-        resume = None if full or cursor is None else cursor.link
-        enumerating = resume is None
-        seen: set[str] = set()
+        fresh = full or cursor is None or cursor.link is None
+        run = DriveRun(
+            drive=drive,
+            etag=etag,
+            enumerating=fresh or bool(cursor and cursor.enumerating),
+            resumed=not fresh and bool(cursor and cursor.enumerating),
+            indexed_at_start=len(await self.index.drive_items(drive.drive_id)),
+            known_bad=dict(cursor.bad_content) if cursor else {},
+            pending=set(cursor.pending_retry) if cursor else set(),
+        )
         self.report.count(drive.drive_id, "created", 0)
-        async for batch in self.source.changes(drive, resume):
-            await self.apply(batch)
-            if enumerating:
-                seen.update(item.ref.item_id for item in batch.upserts)
-            if batch.final and enumerating:
-                await self._reconcile(drive, seen)
-            new_cursor = DriveCursor(drive_id=drive.drive_id, link=batch.cursor_after, caught_up=batch.final)
-            etag = await self.state.save(drive.state_key, new_cursor, if_match=etag)
+        if run.pending and not fresh:
+            await self._retry_pending(run)
+        try:
+            await self._follow(run, None if fresh else cursor.link if cursor else None)
+        except ResyncRequired as exc:
+            self.report.resyncs.append({"drive_id": drive.drive_id, "reason": str(exc)})
+            run.enumerating, run.resumed, run.seen = True, False, set()
+            await self._follow(run, None)
 
-    async def _reconcile(self, drive: DriveRef, seen: set[str]) -> None:
+    async def _follow(self, run: DriveRun, link: str | None) -> None:
+        async for batch in self.source.changes(run.drive, link):
+            await self.apply(batch, run)
+            if run.enumerating:
+                run.seen.update(item.ref.item_id for item in batch.upserts)
+                if batch.final:
+                    await self._reconcile(run)
+            await self._commit(run, batch)
+
+    async def _commit(self, run: DriveRun, batch: ChangeBatch) -> None:
+        crash_point("commit")
+        if len(run.known_bad) > MAX_KNOWN_BAD:
+            run.known_bad = dict(list(run.known_bad.items())[-MAX_KNOWN_BAD:])
+        cursor = DriveCursor(
+            drive_id=run.drive.drive_id,
+            link=batch.cursor_after,
+            caught_up=batch.final,
+            enumerating=run.enumerating and not batch.final,
+            pending_retry=sorted(run.pending)[:MAX_PENDING_RETRIES],
+            bad_content=run.known_bad,
+        )
+        run.etag = await self.state.save(run.drive.state_key, cursor, if_match=run.etag)
+        crash_point("committed")
+
+    # -- deletes and their guard ------------------------------------------------------------
+
+    def _guard(self, run: DriveRun, more: int) -> None:
+        """Stop before deleting more of a library than the configured share allows."""
+        total = run.deleted + more
+        share = self.settings.sync.mass_delete_share
+        if (
+            not self.allow_mass_delete
+            and total >= self.settings.sync.mass_delete_min_items
+            and total > share * run.indexed_at_start
+        ):
+            raise MassDeleteRefused(
+                f"{run.drive.site.name} / {run.drive.name}: this run would delete {total} of "
+                f"{run.indexed_at_start} indexed items (more than {share:.0%}); nothing was deleted "
+                "from this batch. If the library really lost them, rerun with --allow-mass-delete"
+            )
+
+    async def _delete(self, run: DriveRun, refs: Sequence[ItemRef]) -> None:
+        indexed = await self.index.indexed_state(list(refs))
+        present = [ref for ref in refs if ref in indexed]
+        self._guard(run, len(present))
+        for ref in present:
+            await self.index.delete_item(ref)
+        for ref in refs:
+            run.known_bad.pop(ref.item_id, None)
+            run.pending.discard(ref.item_id)
+        run.deleted += len(present)
+        self.report.count(run.drive.drive_id, "deleted", len(present))
+        self.report.index["items_deleted"] += len(present)
+
+    async def _reconcile(self, run: DriveRun) -> None:
         """After a whole enumeration: remove indexed items the library no longer has."""
-        for ref in sorted(await self.index.drive_items(drive.drive_id)):
-            if ref.item_id not in seen:
-                await self.index.delete_item(ref)
-                self.report.count(drive.drive_id, "deleted")
-                self.report.index["items_deleted"] += 1
+        unseen = sorted(ref for ref in await self.index.drive_items(run.drive.drive_id) if ref.item_id not in run.seen)
+        if run.resumed:  # the first pages were seen by the crashed run: ask Graph
+            unseen = [ref for ref in unseen if not await self.source.exists(run.drive, ref.item_id)]
+        if unseen:
+            await self._delete(run, unseen)
 
-    async def apply(self, batch: ChangeBatch) -> None:
+    # -- batches ----------------------------------------------------------------------------
+
+    async def apply(self, batch: ChangeBatch, run: DriveRun) -> None:
         """Write one batch's changes to the index; raises if anything systemic failed."""
         manifest = await self.index.indexed_state([item.ref for item in batch.upserts])
-        try:
-            async with asyncio.TaskGroup() as group:
-                for item in batch.upserts:
-                    group.create_task(self._guarded(item, manifest.get(item.ref)))
-        except BaseExceptionGroup as exc:
-            raise _unwrap(exc) from None
-        for ref in batch.deletes:
-            await self.index.delete_item(ref)
-            self.report.count(ref.drive_id, "deleted")
-            self.report.index["items_deleted"] += 1
+        await self._each(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)))
+        upserted = {item.ref.item_id for item in batch.upserts}
+        for folder_id, folder in batch.folders.items():
+            await self._folder_changed(run, folder_id, folder, upserted)
+        doomed = set(batch.deletes)
+        for folder_id in batch.deleted_folders:  # Graph may list only the folder itself
+            doomed |= await self.index.items_under(run.drive.drive_id, folder_id)
+        if doomed:
+            await self._delete(run, sorted(doomed))
         self.progress("batch", batch.drive, len(batch.upserts) + len(batch.deletes))
 
-    async def _guarded(self, item: SourceItem, indexed: IndexedItem | None) -> None:
-        async with self._limit:
-            stage = "list"
-            try:
-                self._precheck(item)
-                stage = "permissions"
-                acl = await self._acl(item)
-                stage = "content"
-                outcome = await self._process(item, indexed, acl)
-            except BadInput as exc:
-                await self._drop(item, indexed)
-                self.report.skip(self._problem(item, "list" if stage == "list" else "extract", exc))
-                return
-            except ItemError as exc:
-                await self._drop(item, indexed)  # fail closed: unknown readers, not searchable
-                self.report.fail(self._problem(item, "permissions" if stage == "permissions" else "download", exc))
-                return
-            self.report.count(item.ref.drive_id, outcome.kind)
+    async def _each(self, items: Sequence[SourceItem], work: Callable[[SourceItem], object]) -> None:
+        async def limited(item: SourceItem) -> None:
+            async with self._limit:
+                await work(item)  # type: ignore[misc]
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for item in items:
+                    group.create_task(limited(item))
+        except BaseExceptionGroup as exc:
+            raise _unwrap(exc) from None
+
+    async def _one(self, run: DriveRun, item: SourceItem, indexed: IndexedItem | None) -> None:
+        """Process one item; a per-item failure is recorded and the run goes on."""
+        stage = "list"
+        try:
+            self.items.precheck(item, run.known_bad)
+            stage = "permissions"
+            acl = await self.items.acl(item)
+            stage = "content"
+            outcome = await self.items.apply(item, indexed, acl)
+        except BadInput as exc:
+            await self._drop(item, indexed)
+            if stage != "list" and item.ctag is not None:
+                run.known_bad[item.ref.item_id] = KnownBad(ctag=item.ctag, reason=exc.reason, message=str(exc))
+            self.report.skip(self._problem(item, "list" if stage == "list" else "extract", exc))
+            return
+        except ItemError as exc:
+            await self._drop(item, indexed)  # fail closed: unknown readers, not searchable
+            run.pending.add(item.ref.item_id)
+            self.report.fail(self._problem(item, "permissions" if stage == "permissions" else "download", exc))
+            return
+        run.known_bad.pop(item.ref.item_id, None)
+        run.pending.discard(item.ref.item_id)
+        self.report.count(item.ref.drive_id, outcome.kind)
 
     @staticmethod
-    def _problem(item: SourceItem, stage: str, exc: SpindexError) -> ItemProblem:
-        reason = exc.reason if isinstance(exc, ItemError) else type(exc).__name__
-        return ItemProblem(item.ref.drive_id, item.ref.item_id, item.name, item.path, stage, reason, str(exc))
+    def _problem(item: SourceItem, stage: str, exc: ItemError) -> ItemProblem:
+        return ItemProblem(item.ref.drive_id, item.ref.item_id, item.name, item.path, stage, exc.reason, str(exc))
 
     async def _drop(self, item: SourceItem, indexed: IndexedItem | None) -> None:
         if indexed is not None:
             await self.index.delete_item(item.ref)
             self.report.index["items_deleted"] += 1
 
-    async def _acl(self, item: SourceItem) -> Acl:
-        permissions = await self.source.permissions(item)
-        result: AclResult = await permissions_to_acl(
-            permissions, site=item.drive.site, policy=self.settings.acl, site_groups=self.site_groups
-        )
-        if result.unresolved:
-            self.report.unresolved_grants[item.ref.item_id] = sorted(set(result.unresolved))
-        return result.acl
+    async def _retry_pending(self, run: DriveRun) -> None:
+        """Items that failed in an earlier run: fetch them again by id and process them."""
+        for item_id in sorted(run.pending):
+            try:
+                item = await self.source.item(run.drive, item_id)
+            except ItemUnavailable:
+                item = None
+            if item is None:
+                await self._delete(run, [ItemRef(run.drive.drive_id, item_id)])
+                continue
+            indexed = (await self.index.indexed_state([item.ref])).get(item.ref)
+            await self._one(run, item, indexed)
 
-    def _precheck(self, item: SourceItem) -> None:
-        """Refuse, from the listing alone, what is not worth a download."""
-        if item.size is not None and item.size > self.settings.max_file_bytes:
-            raise TooLarge(f"{item.size} bytes is over the {self.settings.sync.max_file_mb:g} MB limit; not downloaded")
-        if item.kind == "file" and not is_supported(item.name, item.mime_type):
-            raise UnsupportedFormat(f"no extractor for {item.name!r} ({item.mime_type or 'unknown type'})")
-        if item.kind == "file" and item.size == 0:
-            raise EmptyFile("zero-byte file; not downloaded")
+    # -- folders ----------------------------------------------------------------------------
 
-    async def _process(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
-        if (
-            indexed is not None
-            and item.ctag is not None
-            and indexed.content_tag == item.ctag
-            and indexed.embedding_model == self.embedder.model_id
-        ):
-            return await self._merge_changes(item, indexed, acl)
-        return await self._reindex(item, indexed, acl)
+    async def _folder_changed(self, run: DriveRun, folder_id: str, folder: FolderState, upserted: set[str]) -> None:
+        """A folder renamed or moved: its descendants' paths, URLs (and, if moved, ACLs) follow."""
+        refs = [r for r in await self.index.items_under(run.drive.drive_id, folder_id) if r.item_id not in upserted]
+        if not refs:
+            return
+        manifest = await self.index.indexed_state(refs)
+        moves: list[tuple[SourceItem, IndexedItem, bool]] = []
+        for ref, indexed in manifest.items():
+            old = list(indexed.ancestor_ids)
+            if folder_id not in old:
+                continue
+            at = old.index(folder_id)
+            below = old[at + 1 :]
+            segments = [s for s in indexed.path.split("/") if s]
+            tail = segments[len(segments) - len(below):] if below else []
+            new_path = folder.path.rstrip("/") + ("/" + "/".join(tail) if tail else "")
+            keep = len(below) + 1  # the folders below, then the file name
+            new_url = folder.web_url.rstrip("/") + "/" + "/".join(indexed.url.split("/")[-keep:])
+            moved = tuple(old[:at]) != folder.chain[:-1]
+            item = SourceItem(
+                ref=ref, drive=run.drive, kind="file", name=indexed.title, title=indexed.title,
+                web_url=new_url, path=new_path, ctag=indexed.content_tag, last_modified=indexed.last_modified,
+                ancestor_ids=folder.chain + tuple(below),
+            )
+            moves.append((item, indexed, moved))
 
-    async def _merge_changes(self, item: SourceItem, indexed: IndexedItem, acl: Acl) -> Outcome:
-        """Content unchanged: merge new metadata and/or ACL; no download, no embedding."""
-        fields: dict[str, object] = {}
-        meta = item.metadata_fields()
-        current = {"title": indexed.title, "url": indexed.url, "path": indexed.path, "last_modified": indexed.last_modified}
-        if meta != current:
-            fields.update(meta)
-        if acl.acl_hash != indexed.acl_hash:
-            fields.update(group_ids=sorted(acl.group_ids), user_ids=sorted(acl.user_ids), acl_hash=acl.acl_hash)
-        if not fields:
-            return Outcome("unchanged")
-        await self.index.merge(item.ref, fields)
-        self.report.index["items_merged"] += 1
-        return Outcome("metadata_only" if meta != current else "acl_only")
+        async def follow(entry: tuple[SourceItem, IndexedItem, bool]) -> None:
+            item, indexed, moved = entry
+            try:
+                acl = await self.items.acl(item) if moved else None  # a move can change what is inherited
+                outcome = await self.items.merge_changes(item, indexed, acl)
+            except ItemError as exc:
+                await self._drop(item, indexed)
+                run.pending.add(item.ref.item_id)
+                self.report.fail(self._problem(item, "permissions", exc))
+                return
+            self.report.count(run.drive.drive_id, outcome.kind)
 
-    async def _reindex(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
-        """New or changed content: download, extract, chunk, embed only new text, upsert, prune."""
-        content = await self.source.fetch(item)
-        if len(content) > self.settings.max_file_bytes:
-            raise TooLarge(f"download of {len(content)} bytes is over the {self.settings.sync.max_file_mb:g} MB limit")
-        extracted = await asyncio.to_thread(extract, item.name, item.mime_type, content)
-        chunks = await asyncio.to_thread(self.chunker.chunk, extracted)
-        if not chunks:
-            raise EmptyFile("no text to index")
-        vectors = await self._vectors(chunks, indexed)
-        parent = item.ref.parent_key
-        docs = [self._doc(item, acl, chunk, len(chunks), vectors[chunk.content_hash], parent) for chunk in chunks]
-        await self.index.upsert(docs)
-        await self.index.prune(item.ref, {doc.id for doc in docs})
-        self.report.index["documents_upserted"] += len(docs)
-        return Outcome("created" if indexed is None else "content_changed")
-
-    async def _vectors(self, chunks: Sequence[Chunk], indexed: IndexedItem | None) -> dict[str, list[float]]:
-        """Vectors by content hash: reused from the index where the text is unchanged."""
-        wanted = {chunk.content_hash for chunk in chunks}
-        found: dict[str, list[float]] = {}
-        if indexed is not None and indexed.embedding_model == self.embedder.model_id:
-            reusable = [key for key, digest in indexed.chunks.items() if digest in wanted]
-            stored = await self.index.vectors(reusable)
-            for key, vector in stored.items():
-                found[indexed.chunks[key]] = vector
-        todo: dict[str, Chunk] = {}
-        for chunk in chunks:
-            if chunk.content_hash not in found:
-                todo.setdefault(chunk.content_hash, chunk)
-        batch_size = self.settings.embedding.batch_inputs
-        pending = list(todo.values())
-        for start in range(0, len(pending), batch_size):
-            part = pending[start : start + batch_size]
-            result = await self.embedder.embed([c.text for c in part])
-            self.report.embedding["requests"] += 1
-            self.report.embedding["inputs"] += len(part)
-            self.report.embedding["tokens"] += sum(c.token_count for c in part)
-            for chunk, vector in zip(part, result, strict=True):
-                found[chunk.content_hash] = vector
-        self.report.embedding["reused"] += len(wanted) - len(todo)
-        return found
-
-    def _doc(self, item: SourceItem, acl: Acl, chunk: Chunk, count: int, vector: list[float], parent: str) -> IndexDoc:
-        return IndexDoc(
-            id=chunk_key(parent, chunk.chunk_no),
-            parent_key=parent,
-            chunk_no=chunk.chunk_no,
-            chunk_count=count,
-            content=chunk.text,
-            content_vector=vector,
-            content_hash=chunk.content_hash,
-            embedding_model=self.embedder.model_id,
-            title=item.title,
-            url=item.web_url,
-            path=item.path,
-            site_id=item.drive.site.site_id,
-            site_name=item.drive.site.name,
-            drive_id=item.ref.drive_id,
-            item_id=item.ref.item_id,
-            source_kind=item.kind,
-            content_type=item.mime_type,
-            last_modified=item.last_modified,
-            page_start=chunk.page_start,
-            page_end=chunk.page_end,
-            content_tag=item.ctag,
-            acl_hash=acl.acl_hash,
-            group_ids=sorted(acl.group_ids),
-            user_ids=sorted(acl.user_ids),
-        )
-
+        by_id = {entry[0].ref.item_id: entry for entry in moves}
+        await self._each([entry[0] for entry in moves], lambda item: follow(by_id[item.ref.item_id]))

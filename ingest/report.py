@@ -54,6 +54,7 @@ class RunReport:
     failed: list[ItemProblem] = field(default_factory=list)
     unresolved_grants: dict[str, list[str]] = field(default_factory=dict)
     leased: list[str] = field(default_factory=list)
+    resyncs: list[dict[str, str]] = field(default_factory=list)
     embedding: Counter[str] = field(default_factory=Counter)
     index: Counter[str] = field(default_factory=Counter)
     graph: dict[str, object] = field(default_factory=dict)
@@ -105,6 +106,7 @@ class RunReport:
             "failed": [asdict(p) for p in self.failed],
             "unresolved_grants": self.unresolved_grants,
             "libraries_leased_elsewhere": self.leased,
+            "resyncs": self.resyncs,
             "graph": self.graph,
             "embedding": dict(self.embedding),
             "index": dict(self.index),

@@ -17,7 +17,9 @@ from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL, SecurityFilter, sec
 from ingest.report import RunReport
 
 
-async def run_sync(settings: Settings, *, full: bool, progress: ProgressFn | None = None) -> RunReport:
+async def run_sync(
+    settings: Settings, *, full: bool, progress: ProgressFn | None = None, allow_mass_delete: bool = False
+) -> RunReport:
     """Run a full or delta sync of every configured library and write its report.
 
     A systemic failure ends the run as "aborted" (the report says why); it is not raised.
@@ -38,6 +40,7 @@ async def run_sync(settings: Settings, *, full: bool, progress: ProgressFn | Non
                     report=report,
                     site_groups=parts.site_groups,
                     progress=progress,
+                    allow_mass_delete=allow_mass_delete,
                 )
                 try:
                     await pipeline.run(full=full)

@@ -16,10 +16,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from ingest.config import GraphSettings
+from ingest.errors import ItemUnavailable
 from ingest.graph.client import GraphClient
 from ingest.models import DriveRef, ItemRef, SiteRef, SourceItem
 
 SITE_PAGES_DRIVE_NAMES = frozenset({"Site Pages", "SitePages"})
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """A folder's latest path, ancestor chain (root excluded, the folder itself last) and URL."""
+
+    path: str
+    chain: tuple[str, ...]
+    web_url: str
 
 
 @dataclass(slots=True)
@@ -28,14 +38,15 @@ class ChangeBatch:
 
     `upserts` are files and pages in their latest state (new, edited, renamed, moved, or with
     new permissions: the pipeline tells which by comparing with the index). `deletes` are
-    items Graph reports deleted. `folders` are the folders seen on this page (id -> path),
-    which the pipeline needs when a folder is renamed, moved or deleted.
+    items Graph reports deleted. `folders` are the folders seen on this page in their latest
+    state, which the pipeline needs when a folder is renamed or moved (Graph does not list
+    the folder's descendants then).
     """
 
     drive: DriveRef
     upserts: list[SourceItem] = field(default_factory=list)
     deletes: list[ItemRef] = field(default_factory=list)
-    folders: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, FolderState] = field(default_factory=dict)
     deleted_folders: list[str] = field(default_factory=list)
     cursor_after: str | None = None
     final: bool = False
@@ -71,49 +82,52 @@ def _page_html(page: Any) -> bytes:
 
 
 class FolderPaths:
-    """Folder id -> path inside one library, learnt from the feed, else asked of Graph once."""
+    """Folder id -> (path, ancestor ids) inside one library: from the feed, else asked of Graph.
+
+    Delta does not return `parentReference.path`, and a renamed folder does not bring its
+    children, so items are tracked by id and their paths derived from the folder chain.
+    """
 
     def __init__(self, graph: GraphClient, drive_id: str) -> None:
         self._graph = graph
         self._drive_id = drive_id
-        self._names: dict[str, tuple[str, str | None]] = {}
-        self._paths: dict[str, str] = {}
+        self._folders: dict[str, tuple[str, str | None]] = {}  # id -> (name, parent id)
+        self._chains: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.root_id: str | None = None
 
     def learn(self, item_id: str, name: str, parent_id: str | None, *, is_root: bool = False) -> None:
         """Record a folder seen in the feed (its latest name and parent)."""
         if is_root:
             self.root_id = item_id
-            self._paths[item_id] = "/"
-            return
-        self._names[item_id] = (name, parent_id)
-        self._paths.clear()  # a rename or move may change any cached descendant path
-        if self.root_id is not None:
-            self._paths[self.root_id] = "/"
+        else:
+            self._folders[item_id] = (name, parent_id)
+        self._chains.clear()  # a rename or move may change any cached descendant chain
 
-    async def path_of(self, folder_id: str | None) -> str:
-        """The path of a folder, "/" for the library root."""
+    async def chain(self, folder_id: str | None) -> tuple[str, tuple[str, ...]]:
+        """The folder's path ("/" for the root) and its ids from the root down (root excluded)."""
         if folder_id is None or folder_id == self.root_id:
-            return "/"
-        cached = self._paths.get(folder_id)
+            return "/", ()
+        cached = self._chains.get(folder_id)
         if cached is not None:
             return cached
-        known = self._names.get(folder_id)
-        if known is not None:
-            name, parent = known
-            parent_path = await self.path_of(parent)
-            path = parent_path.rstrip("/") + "/" + name
-        else:
+        known = self._folders.get(folder_id)
+        if known is None:
             item = await self._graph.item(self._drive_id, folder_id)
             if getattr(item, "root", None) is not None:
                 self.root_id = folder_id
-                path = "/"
-            else:
-                ref = item.parent_reference
-                parent_path = (ref.path or "").split("root:", 1)[1] if ref and ref.path and "root:" in ref.path else ""
-                path = unquote(parent_path).rstrip("/") + "/" + (item.name or "")
-        self._paths[folder_id] = path
-        return path
+                return "/", ()
+            parent = item.parent_reference.id if item.parent_reference else None
+            known = (item.name or folder_id, parent)
+            self._folders[folder_id] = known
+        name, parent = known
+        parent_path, parent_ids = await self.chain(parent)
+        result = (parent_path.rstrip("/") + "/" + name, parent_ids + (folder_id,))
+        self._chains[folder_id] = result
+        return result
+
+    async def path_of(self, folder_id: str | None) -> str:
+        """The path of a folder, "/" for the library root."""
+        return (await self.chain(folder_id))[0]
 
 
 class SharePointSource:
@@ -123,6 +137,12 @@ class SharePointSource:
         self.graph = graph
         self.settings = settings
         self._page_titles: dict[str, dict[str, str]] = {}
+        self._folders: dict[str, FolderPaths] = {}
+
+    def _folder_paths(self, drive: DriveRef) -> FolderPaths:
+        if drive.drive_id not in self._folders:
+            self._folders[drive.drive_id] = FolderPaths(self.graph, drive.drive_id)
+        return self._folders[drive.drive_id]
 
     async def sites(self) -> list[SiteRef]:
         """The configured sites, or every site of the tenant when none is configured."""
@@ -147,7 +167,7 @@ class SharePointSource:
 
     async def changes(self, drive: DriveRef, cursor: str | None) -> AsyncIterator[ChangeBatch]:
         """The drive's changes since `cursor` (everything when None), one batch per delta page."""
-        folders = FolderPaths(self.graph, drive.drive_id)
+        folders = self._folder_paths(drive)
         link = cursor
         while True:
             page = await self.graph.delta_page(drive.drive_id, link, top=self.settings.page_size)
@@ -174,7 +194,7 @@ class SharePointSource:
                         batch.deleted_folders.append(raw.id)
                     continue
                 if raw.folder is not None:
-                    batch.folders[raw.id] = await folders.path_of(raw.id)
+                    batch.folders[raw.id] = FolderState(*(await folders.chain(raw.id)), web_url=raw.web_url or "")
                     continue
                 item = await self._source_item(drive, raw, folders)
                 if item is not None:
@@ -186,9 +206,24 @@ class SharePointSource:
                 return
             link = page.next_link
 
+    async def item(self, drive: DriveRef, item_id: str) -> SourceItem | None:
+        """One file or page by id in its latest state; None if it is gone or not indexable."""
+        raw = await self.graph.item(drive.drive_id, item_id)
+        if raw is None or raw.deleted is not None or raw.folder is not None or raw.root is not None:
+            return None
+        return await self._source_item(drive, raw, self._folder_paths(drive))
+
+    async def exists(self, drive: DriveRef, item_id: str) -> bool:
+        """Whether the library still has the item (a 404 means it does not)."""
+        try:
+            raw = await self.graph.item(drive.drive_id, item_id)
+        except ItemUnavailable:
+            return False
+        return raw is not None and raw.deleted is None
+
     async def _source_item(self, drive: DriveRef, raw: Any, folders: FolderPaths) -> SourceItem | None:
         parent = raw.parent_reference.id if raw.parent_reference else None
-        path = await folders.path_of(parent)
+        path, ancestors = await folders.chain(parent)
         name = raw.name or raw.id
         mime = raw.file.mime_type if raw.file is not None and raw.file.mime_type else mimetypes.guess_type(name)[0]
         extra = raw.additional_data or {}
@@ -207,6 +242,7 @@ class SharePointSource:
             etag=raw.e_tag,
             last_modified=_iso(raw.last_modified_date_time),
             shared_changed=shared_changed,
+            ancestor_ids=ancestors,
         )
         if drive.kind == "pages":
             if not name.lower().endswith(".aspx"):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,8 +23,9 @@ run_app = typer.Typer(help="Run a sync job once.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The local sandbox SharePoint tenant.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(sandbox_app, name="sandbox")
-console = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, `make demo | tee`) gets a fixed width rather than rich's 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=110)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=110)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML configuration file.", exists=False)
 
@@ -52,23 +55,36 @@ class _ProgressDisplay:
         self.progress.update(task, advance=n)
 
 
-def _sync(settings: Settings, *, full: bool) -> RunReport:
+def _sync(settings: Settings, *, full: bool, allow_mass_delete: bool = False) -> RunReport:
     from ingest.runs import run_sync
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:.0f} items"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
-        report = asyncio.run(run_sync(settings, full=full, progress=_ProgressDisplay(progress)))
+        display = _ProgressDisplay(progress)
+        report = asyncio.run(run_sync(settings, full=full, progress=display, allow_mass_delete=allow_mass_delete))
     _print_report(report)
     return report
 
 
+_COLUMNS = {
+    "created": "new",
+    "content_changed": "edited",
+    "metadata_only": "moved",
+    "acl_only": "acl",
+    "unchanged": "same",
+    "deleted": "deleted",
+    "skipped": "skipped",
+    "failed": "failed",
+}
+
+
 def _print_report(report: RunReport) -> None:
-    table = Table(title=f"{report.mode} run {report.run_id}: {report.status}", show_lines=False)
-    table.add_column("library")
-    for column in ("created", "content_changed", "metadata_only", "acl_only", "unchanged", "deleted", "skipped", "failed"):
-        table.add_column(column.replace("_", " "), justify="right")
-    for drive, row in report.as_dict()["libraries"].items():  # type: ignore[union-attr]
-        table.add_row(row["name"], *(str(row[k]) for k in ("created", "content_changed", "metadata_only", "acl_only", "unchanged", "deleted", "skipped", "failed")))
+    table = Table(title=f"{report.mode} run {report.run_id}: {report.status}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("library", no_wrap=True, overflow="ellipsis", max_width=34)
+    for header in _COLUMNS.values():
+        table.add_column(header, justify="right")
+    for row in report.as_dict()["libraries"].values():  # type: ignore[union-attr]
+        table.add_row(row["name"], *(str(row[k]) for k in _COLUMNS))
     console.print(table)
     for problem in report.skipped:
         console.print(f"  skipped [yellow]{problem.path.rstrip('/')}/{problem.name}[/yellow]: {problem.reason} ({problem.message})")
@@ -84,17 +100,22 @@ def _print_report(report: RunReport) -> None:
         err.print(f"[red]aborted: {report.abort_reason}[/red]")
 
 
+MassDeleteOption = typer.Option(
+    False, "--allow-mass-delete", help="Allow a run to delete more than sync.mass_delete_share of a library."
+)
+
+
 @run_app.command("full")
-def run_full(config: Path | None = ConfigOption) -> None:
+def run_full(config: Path | None = ConfigOption, allow_mass_delete: bool = MassDeleteOption) -> None:
     """Enumerate every library in full and reconcile the index with it."""
-    report = _sync(_settings(config), full=True)
+    report = _sync(_settings(config), full=True, allow_mass_delete=allow_mass_delete)
     raise typer.Exit(report.exit_code)
 
 
 @run_app.command("delta")
-def run_delta(config: Path | None = ConfigOption) -> None:
+def run_delta(config: Path | None = ConfigOption, allow_mass_delete: bool = MassDeleteOption) -> None:
     """Apply the changes since the last run of each library (a new library is enumerated in full)."""
-    report = _sync(_settings(config), full=False)
+    report = _sync(_settings(config), full=False, allow_mass_delete=allow_mass_delete)
     raise typer.Exit(report.exit_code)
 
 

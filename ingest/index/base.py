@@ -95,6 +95,10 @@ class IndexStore(Protocol):
         """Every item that has at least one chunk in the library `drive_id`."""
         ...
 
+    async def items_under(self, drive_id: str, folder_id: str) -> set[ItemRef]:
+        """Every item of library `drive_id` with `folder_id` in its `ancestor_ids`."""
+        ...
+
     async def vectors(self, keys: Sequence[str]) -> Mapping[str, list[float]]:
         """The stored vector of each chunk key that exists; missing keys are absent."""
         ...
@@ -159,7 +163,7 @@ class IndexCatalog(Protocol):
 
 
 _MANIFEST_FIELDS = ("content_tag", "acl_hash", "embedding_model", "title", "url", "path",
-                    "last_modified")
+                    "last_modified", "ancestor_ids")
 
 
 def indexed_item_from_chunks(ref: ItemRef, chunks: Iterable[Mapping[str, object]]) -> IndexedItem:
@@ -174,9 +178,9 @@ def indexed_item_from_chunks(ref: ItemRef, chunks: Iterable[Mapping[str, object]
         raise ValueError(f"no chunks for item {ref}")
     values: dict[str, object] = {}
     for field in _MANIFEST_FIELDS:
-        seen = {ordered[0].get(field)}
-        seen.update(c.get(field) for c in ordered[1:])
-        values[field] = ordered[0].get(field) if len(seen) == 1 else MIXED_VALUE
+        seen = {_hashable(ordered[0].get(field))}
+        seen.update(_hashable(c.get(field)) for c in ordered[1:])
+        values[field] = _hashable(ordered[0].get(field)) if len(seen) == 1 else MIXED_VALUE
     return IndexedItem(
         ref=ref,
         content_tag=_opt_str(values["content_tag"]),
@@ -187,7 +191,13 @@ def indexed_item_from_chunks(ref: ItemRef, chunks: Iterable[Mapping[str, object]
         path=str(values["path"] or ""),
         last_modified=_opt_str(values["last_modified"]),
         chunks={str(c["id"]): str(c.get("content_hash") or "") for c in ordered},
+        ancestor_ids=values["ancestor_ids"] if isinstance(values["ancestor_ids"], tuple) else (MIXED_VALUE,),
     )
+
+
+def _hashable(value: object) -> object:
+    """Lists (collection fields) as tuples, so that chunk values can be compared in a set."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _int(value: object) -> int:

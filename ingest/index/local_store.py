@@ -300,15 +300,26 @@ class LocalIndexStore:
         """The manifest of each item that has chunks, read in batches by parent key."""
         by_parent = {item.parent_key: item for item in items}
         cols = ["id", "parent_key", "chunk_no", "content_hash", "content_tag", "acl_hash",
-                "embedding_model", "title", "url", "path", "last_modified"]
+                "embedding_model", "title", "url", "path", "last_modified", "ancestor_ids"]
         grouped: dict[str, list[dict[str, object]]] = {}
         with self._snapshot() as conn:
             for batch in _chunks(list(by_parent)):
                 where = f"parent_key IN ({', '.join('?' for _ in batch)})"
                 for row in self._select(conn, where, batch, cols):
+                    row["ancestor_ids"] = json.loads(str(row["ancestor_ids"] or "[]"))
                     grouped.setdefault(str(row["parent_key"]), []).append(row)
         return {by_parent[p]: indexed_item_from_chunks(by_parent[p], rows)
                 for p, rows in grouped.items()}
+
+    async def items_under(self, drive_id: str, folder_id: str) -> set[ItemRef]:
+        """Every item of library `drive_id` that has folder `folder_id` among its ancestors."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT drive_id, item_id FROM docs WHERE drive_id = ? AND EXISTS "
+                "(SELECT 1 FROM json_each(docs.ancestor_ids) WHERE json_each.value = ?)",
+                (drive_id, folder_id),
+            ).fetchall()
+        return {ItemRef(d, i) for d, i in rows}
 
     async def drive_items(self, drive_id: str) -> set[ItemRef]:
         """Every item with at least one chunk in library `drive_id`."""

@@ -15,6 +15,15 @@ from pydantic import BaseModel, Field
 
 CURSOR_SCHEMA_VERSION = 1
 MAX_PENDING_RETRIES = 10_000  # a library with more failed items than this needs a full run anyway
+MAX_KNOWN_BAD = 10_000  # beyond this, bad files are simply downloaded and judged again
+
+
+class KnownBad(BaseModel):
+    """A file skipped for its content; it is not downloaded again while its cTag is the same."""
+
+    ctag: str
+    reason: str
+    message: str
 
 
 class DriveCursor(BaseModel):
@@ -24,7 +33,11 @@ class DriveCursor(BaseModel):
     drive_id: str
     link: str | None = Field(None, description="Graph nextLink or deltaLink to resume from.")
     caught_up: bool = Field(False, description="True when `link` is a deltaLink.")
+    enumerating: bool = Field(False, description="True while a full enumeration is under way (link is a nextLink).")
     pending_retry: list[str] = Field(default_factory=list, description="Item ids to retry next run.")
+    bad_content: dict[str, KnownBad] = Field(
+        default_factory=dict, description="Files whose content could not be indexed, by item id, until their cTag changes."
+    )
     updated_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 

@@ -28,7 +28,7 @@ THROTTLE_STATUSES = frozenset({429, 503})
 class RetryPolicy:
     """How many times to retry and how long backoff may grow."""
 
-    max_attempts: int = 6
+    max_attempts: int = 10
     base_delay_s: float = 0.5
     max_delay_s: float = 60.0
     max_retry_after_s: float = 300.0

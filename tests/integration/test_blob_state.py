@@ -100,3 +100,35 @@ async def test_crashed_holder_lease_lapses(azurite: Azurite) -> None:
             pytest.fail("lease of a crashed holder never lapsed")
     finally:
         await store.close()
+
+
+def test_a_run_meeting_a_leased_library_skips_it_and_never_processes_it(azurite: Azurite, tmp_path) -> None:
+    from ingest.components import build_state
+    from sandbox.server import SandboxServer
+    from sandbox.tenant import load_tenant
+    from tests.integration.conftest import index_documents, spindex_settings, sync
+
+    tenant = load_tenant("demo")
+    with SandboxServer(tenant) as server:
+        state = {"backend": "blob", "blob_connection_string": azurite.connection_string, "blob_container": "pipeline"}
+        settings = spindex_settings(server, tenant, tmp_path / "data", None, state=state)
+        held = tenant.find_item("RX-200 Arm Specification.pdf").drive_id
+
+        async def hold_and_sync():
+            from ingest.models import DriveRef, SiteRef
+            from ingest.runs import run_sync
+
+            holder = build_state(settings)
+            key = DriveRef(SiteRef("", "", ""), held, "", "").state_key
+            try:
+                async with holder.lease(key):
+                    return await run_sync(settings, full=False)
+            finally:
+                await holder.close()
+
+        report = asyncio.run(hold_and_sync())
+        assert report.status == "ok" and report.leased == [held]
+        docs = index_documents(settings)
+        assert docs and all(d["drive_id"] != held for d in docs)
+        report = sync(settings, full=False)  # lease released: the library is synced now
+        assert report.leased == [] and any(d["drive_id"] == held for d in index_documents(settings))

@@ -42,6 +42,10 @@ class SiteGroupResolver(Protocol):
         """The members of site group `group_id` of `site` as an Acl; raises when unreadable."""
         ...
 
+    async def resolve_login(self, login: str) -> Acl:
+        """What one login claim (a SharePoint site user) stands for; raises when unmappable."""
+        ...
+
 
 @dataclass(slots=True)
 class AclResult:
@@ -95,8 +99,12 @@ async def permissions_to_acl(
             continue
         granted = getattr(permission, "granted_to_v2", None) or getattr(permission, "granted_to", None)
         for key in _identity_ids(granted, users, groups):
-            if key.startswith("siteGroup:") and site_groups is not None:
-                members = await site_groups.resolve(site, key.split(":", 1)[1])
+            kind, _, value = key.partition(":")
+            if site_groups is not None and kind in ("siteGroup", "siteUser"):
+                if kind == "siteGroup":
+                    members = await site_groups.resolve(site, value)
+                else:
+                    members = await site_groups.resolve_login(value)
                 users.update(members.user_ids)
                 groups.update(members.group_ids)
             else:
@@ -135,13 +143,39 @@ class ClaimsSiteGroupResolver:
         """The Entra ids a site group stands for, read once per run."""
         return await _once(self._groups, (site.site_id, group_id), lambda: self._read_group(site, group_id))
 
-    async def _read_group(self, site: SiteRef, group_id: str) -> Acl:
-        members = await self.rest.site_group_users(site.web_url, group_id)
+    async def resolve_login(self, login: str) -> Acl:
+        """What one login claim stands for (a siteUser grant)."""
         users: set[str] = set()
         groups: set[str] = set()
-        for member in members:
-            await self._claim(str(member.get("LoginName") or ""), users, groups, group_id)
+        await self._claim(login, users, groups, "siteUser")
         return Acl(frozenset(groups), frozenset(users))
+
+    async def _read_group(self, site: SiteRef, group_id: str) -> Acl:
+        members = await self.rest.site_group_users(site.web_url, group_id)
+        logins = [str(member.get("LoginName") or "") for member in members]
+        upns = [login[len(CLAIM_USER):] for login in logins if login.lower().startswith(CLAIM_USER)]
+        await self._prefetch_users(upns, group_id)
+        users: set[str] = set()
+        groups: set[str] = set()
+        for login in logins:
+            await self._claim(login, users, groups, group_id)
+        return Acl(frozenset(groups), frozenset(users))
+
+    async def _prefetch_users(self, upns: Sequence[str], site_group: str) -> None:
+        """Look up many members' object ids in `$batch` requests instead of one call each."""
+        missing = sorted({u for u in upns if u not in self._users})
+        if len(missing) < 2:
+            return
+        found = await self.graph.batch_user_ids(missing)
+        for upn in missing:
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            user_id = found.get(upn)
+            if user_id is None:
+                future.set_exception(SiteGroupUnreadable(f"site group {site_group}: member {upn} not found in the directory"))
+                future.exception()  # retrieved here, so an unused failure is not logged as lost
+            else:
+                future.set_result(user_id.lower())
+            self._users.setdefault(upn, future)
 
     async def _user_id(self, upn: str, site_group: str) -> str:
         async def lookup() -> str:

@@ -38,8 +38,13 @@ _yaml_path: ContextVar[Path | None] = ContextVar("spindex_yaml_path", default=No
 class GraphSettings(BaseModel):
     """Where SharePoint content comes from and how spindex signs in to Microsoft Graph."""
 
-    auth: Literal["sandbox", "client_secret", "certificate", "managed_identity", "azure_cli"] = Field(
-        "sandbox", description="How to obtain Graph tokens. `sandbox` talks to the local sandbox tenant."
+    auth: Literal["sandbox", "client_secret", "certificate", "managed_identity", "workload_identity", "azure_cli"] = Field(
+        "sandbox",
+        description=(
+            "How to obtain Graph tokens: `certificate` (needed for SharePoint REST app-only), `client_secret`, "
+            "`managed_identity` (user-assigned with `client_id`), `workload_identity` (AZURE_FEDERATED_TOKEN_FILE), "
+            "`azure_cli`, or `sandbox` (the local sandbox tenant)."
+        ),
     )
     base_url: str = Field(GRAPH_V1, description="Graph endpoint, ending in /v1.0.")
     tenant_id: str | None = Field(None, description="Entra tenant id (GUID) of the SharePoint tenant.")
@@ -145,6 +150,122 @@ class StateSettings(BaseModel):
     lease_seconds: int = Field(30, ge=15, le=60, description="Blob lease duration; renewed while a run holds it.")
 
 
+class AzureSettings(BaseModel):
+    """How spindex signs in to Azure AI Search, Blob Storage and Azure OpenAI when no key is set."""
+
+    auth: Literal["default", "managed_identity", "workload_identity", "azure_cli"] = Field(
+        "default",
+        description=(
+            "Entra ID credential for Azure services without a key: `default` (DefaultAzureCredential: environment, "
+            "workload identity, managed identity, Azure CLI), or one of those explicitly."
+        ),
+    )
+    client_id: str | None = Field(
+        None,
+        description=(
+            "Client id of the user-assigned managed identity or workload identity (default: graph.client_id "
+            "when graph.auth is managed_identity or workload_identity, else AZURE_CLIENT_ID)."
+        ),
+    )
+
+
+# Standard crontab numbers the weekdays from Sunday (0 or 7); APScheduler 3.x from Monday, so
+# day-of-week fields are rewritten to names before APScheduler sees them (apscheduler issue 286).
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekday_number(token: str) -> int:
+    token = token.strip().lower()
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token) % 7
+    if token[:3] in _WEEKDAYS:
+        return _WEEKDAYS.index(token[:3])
+    raise ValueError(f"day of week {token!r} is not 0-7 or a day name")
+
+
+def _standard_weekdays(field: str) -> str:
+    """A crontab day-of-week field as APScheduler day names, with crontab's Sunday-first numbers."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"day of week step {step_text!r} must be positive")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, high = span.split("-", 1)
+            first, last = _weekday_number(low), _weekday_number(high)
+            if high.strip() == "7":
+                last = 7  # "5-7" is Friday to Sunday
+            if last < first:
+                raise ValueError(f"day of week range {span!r} runs backwards")
+        else:
+            first = last = _weekday_number(span)
+            if step_text:
+                last = 6  # "1/2": from Monday, every second day
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+def cron_trigger(expression: str, timezone: str = "UTC") -> Any:
+    """An APScheduler CronTrigger for a standard five-field crontab expression, in `timezone`.
+
+    Raises ValueError for an expression that is not one.
+    """
+    from zoneinfo import ZoneInfo
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=_standard_weekdays(weekday), timezone=ZoneInfo(timezone)
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """When `spindex schedule` runs each job: standard cron expressions, empty to disable a job."""
+
+    delta: str = Field("*/15 * * * *", description="Cron expression of the delta job (empty: never).")
+    acl: str = Field("7 * * * *", description="Cron expression of the permission (ACL) sweep (empty: never).")
+    full: str = Field("37 2 * * *", description="Cron expression of the full job (empty: never).")
+    timezone: str = Field("UTC", description="IANA time zone the cron expressions are read in.")
+    grace_seconds: int = Field(
+        60, ge=1, le=3600,
+        description="On SIGTERM, how long a running job may go on before it is cancelled; keep the platform's termination grace period at least this long.",
+    )
+    misfire_grace_seconds: int = Field(
+        300, ge=1, description="A run that cannot start within this many seconds of its time is skipped; missed runs are coalesced into one."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("delta", "acl", "full")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            try:
+                cron_trigger(value)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting of spindex, with its default."""
 
@@ -164,6 +285,8 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     acl: AclSettings = Field(default_factory=AclSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @classmethod
     def settings_customise_sources(

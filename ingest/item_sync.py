@@ -26,6 +26,10 @@ from ingest.source import SharePointSource
 from ingest.state.base import KnownBad
 
 
+UNREADABLE_ACL_HASH = "unreadable"  # stored with empty group_ids/user_ids: nobody matches
+NATIVE_ACL_MAX_VALUES = 1000  # values per permission field of Azure AI Search's native ACLs (preview)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What happened to one item: a change kind from `report.CHANGE_KINDS`."""
@@ -75,7 +79,17 @@ class ItemSync:
         )
         if result.unresolved:
             self.report.unresolved_grants[item.ref.item_id] = sorted(set(result.unresolved))
-        return result.acl
+        acl = result.acl
+        if max(len(acl.group_ids), len(acl.user_ids)) > NATIVE_ACL_MAX_VALUES:
+            # spindex's own filter has no cap, but a reader using the service's native ACLs would.
+            self.report.large_acls[item.ref.item_id] = {"groups": len(acl.group_ids), "users": len(acl.user_ids)}
+        return acl
+
+    async def lock(self, item: SourceItem, indexed: IndexedItem | None) -> None:
+        """Make an indexed item searchable by nobody, keeping its chunks for a cheap restore."""
+        if indexed is not None and indexed.acl_hash != UNREADABLE_ACL_HASH:
+            await self.index.merge(item.ref, {"group_ids": [], "user_ids": [], "acl_hash": UNREADABLE_ACL_HASH})
+            self.report.index["items_locked"] += 1
 
     async def apply(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
         """Bring the item's index documents in step with SharePoint."""

@@ -26,7 +26,7 @@ from ingest.errors import BadInput, ItemError, ItemUnavailable, MassDeleteRefuse
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
 from ingest.item_sync import ItemSync
-from ingest.models import DriveRef, IndexedItem, ItemRef, SourceItem
+from ingest.models import Acl, DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
 from ingest.source import ChangeBatch, FolderState, SharePointSource
 from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
@@ -228,6 +228,7 @@ class Pipeline:
     async def _one(self, run: DriveRun, item: SourceItem, indexed: IndexedItem | None) -> None:
         """Process one item; a per-item failure is recorded and the run goes on."""
         stage = "list"
+        acl: Acl | None = None
         try:
             self.items.precheck(item, run.known_bad)
             stage = "permissions"
@@ -241,7 +242,11 @@ class Pipeline:
             self.report.skip(self._problem(item, "list" if stage == "list" else "extract", exc))
             return
         except ItemError as exc:
-            await self._drop(item, indexed)  # fail closed: unknown readers, not searchable
+            if stage == "permissions":
+                await self.items.lock(item, indexed)  # fail closed: unknown readers, not searchable
+            elif indexed is not None:
+                # The new content could not be fetched: keep the old chunks, with today's readers.
+                await self.items.merge_changes(item, indexed, acl)
             run.pending.add(item.ref.item_id)
             self.report.fail(self._problem(item, "permissions" if stage == "permissions" else "download", exc))
             return
@@ -305,7 +310,7 @@ class Pipeline:
                 acl = await self.items.acl(item) if moved else None  # a move can change what is inherited
                 outcome = await self.items.merge_changes(item, indexed, acl)
             except ItemError as exc:
-                await self._drop(item, indexed)
+                await self.items.lock(item, indexed)
                 run.pending.add(item.ref.item_id)
                 self.report.fail(self._problem(item, "permissions", exc))
                 return

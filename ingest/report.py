@@ -55,6 +55,7 @@ class RunReport:
     unresolved_grants: dict[str, list[str]] = field(default_factory=dict)
     leased: list[str] = field(default_factory=list)
     resyncs: list[dict[str, str]] = field(default_factory=list)
+    large_acls: dict[str, dict[str, int]] = field(default_factory=dict)
     embedding: Counter[str] = field(default_factory=Counter)
     index: Counter[str] = field(default_factory=Counter)
     graph: dict[str, object] = field(default_factory=dict)
@@ -107,6 +108,7 @@ class RunReport:
             "unresolved_grants": self.unresolved_grants,
             "libraries_leased_elsewhere": self.leased,
             "resyncs": self.resyncs,
+            "acls_over_native_limit": self.large_acls,
             "graph": self.graph,
             "embedding": dict(self.embedding),
             "index": dict(self.index),

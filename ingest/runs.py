@@ -56,6 +56,35 @@ async def run_sync(
     return report
 
 
+async def run_acl_sweep(settings: Settings) -> RunReport:
+    """Re-read every indexed item's permissions and merge what changed; writes its report."""
+    from ingest.acl_sweep import AclSweep
+
+    report = RunReport(mode="acl")
+    try:
+        async with open_parts(settings) as parts:
+            try:
+                target = await parts.catalog.get_alias(settings.index.alias)
+                if target is None:
+                    raise SystemicError(f"no index behind alias {settings.index.alias!r} yet: run `spindex run full` first")
+                index = await parts.catalog.open_index(target)
+                try:
+                    await AclSweep(
+                        settings=settings, source=parts.source, index=index, state=parts.state,
+                        report=report, site_groups=parts.site_groups,
+                    ).run()
+                finally:
+                    await index.close()
+                report.finish()
+            finally:
+                report.graph = parts.graph.stats_dict()
+                report.graph["sharepoint_rest_requests"] = parts.rest.requests
+    except SystemicError as exc:
+        report.finish("aborted", f"{type(exc).__name__}: {exc}")
+    report.write(settings.reports_dir)
+    return report
+
+
 @dataclass(frozen=True, slots=True)
 class Reader:
     """Who is searching: the user and the principals the security filter admits."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,18 @@ def run_full(config: Path | None = ConfigOption, allow_mass_delete: bool = MassD
 def run_delta(config: Path | None = ConfigOption, allow_mass_delete: bool = MassDeleteOption) -> None:
     """Apply the changes since the last run of each library (a new library is enumerated in full)."""
     report = _sync(_settings(config), full=False, allow_mass_delete=allow_mass_delete)
+    raise typer.Exit(report.exit_code)
+
+
+@run_app.command("acl")
+def run_acl(config: Path | None = ConfigOption) -> None:
+    """Re-read every indexed item's permissions and merge what changed (no download, no embedding)."""
+    from ingest.runs import run_acl_sweep
+
+    settings = _settings(config)
+    with err.status("sweeping permissions", spinner="dots") if err.is_terminal else _nullcontext():
+        report = asyncio.run(run_acl_sweep(settings))
+    _print_report(report)
     raise typer.Exit(report.exit_code)
 
 

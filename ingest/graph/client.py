@@ -7,11 +7,12 @@ that applies the retry policy and maps an HTTP status to a spindex exception.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 from kiota_abstractions.api_error import APIError
@@ -30,7 +31,7 @@ from ingest.errors import (
     SourceUnavailable,
     SpindexError,
 )
-from ingest.retry import Retrier
+from ingest.retry import Retrier, retry_delay
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ DELTA_SELECT = [
     "id", "name", "eTag", "cTag", "size", "webUrl", "lastModifiedDateTime", "parentReference",
     "file", "folder", "root", "deleted", "sharepointIds", "shared",
 ]
+GRAPH_BATCH_MAX = 20  # requests per JSON batch (Graph json-batching.md)
 SHARING_PREFER = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
 
 
@@ -69,6 +71,18 @@ class DeltaPage:
     items: list[Any]
     next_link: str | None
     delta_link: str | None
+
+
+def _parse_permissions(body: Mapping[str, object]) -> list[Any]:
+    """A `$batch` sub-response body as msgraph `Permission` models (typed at the boundary)."""
+    import json
+
+    from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
+    from msgraph.generated.models.permission_collection_response import PermissionCollectionResponse
+
+    node = JsonParseNodeFactory().get_root_parse_node("application/json", json.dumps(body).encode())
+    parsed = node.get_object_value(PermissionCollectionResponse)
+    return list(parsed.value or []) if parsed is not None else []
 
 
 def _classify(exc: BaseException) -> tuple[int | None, Mapping[str, object] | None] | None:
@@ -113,6 +127,7 @@ class GraphClient:
         self.retrier = retrier or Retrier()
         self.stats = GraphStats()
         self._credential = credential
+        self._plain_http: httpx.AsyncClient | None = None
 
     async def _call(self, kind: str, call: Callable[[], Awaitable[T]], *, item: str | None = None) -> T:
         """Run one Graph request under the retry policy; map its final failure to our errors."""
@@ -285,6 +300,106 @@ class GraphClient:
             ids.extend(o.id for o in response.value or [] if o.id)
         return ids
 
+    async def batch_permissions(self, drive_id: str, item_ids: Sequence[str]) -> dict[str, list[Any] | SpindexError]:
+        """Permissions of many items through `$batch` (20 per request), every sub-response checked.
+
+        Throttled sub-requests are retried after the longest `Retry-After` among them; any
+        other failure becomes PermissionsUnreadable for that item alone.
+        """
+        results: dict[str, list[Any] | SpindexError] = {}
+        for start in range(0, len(item_ids), GRAPH_BATCH_MAX):
+            part = list(item_ids[start : start + GRAPH_BATCH_MAX])
+            urls = {str(n): f"/drives/{drive_id}/items/{item_id}/permissions" for n, item_id in enumerate(part)}
+            answers = await self._batch(urls)
+            for n, item_id in enumerate(part):
+                status, body = answers[str(n)]
+                if status == 200:
+                    results[item_id] = _parse_permissions(body)
+                else:
+                    results[item_id] = PermissionsUnreadable(f"permissions of {item_id} unreadable (HTTP {status} in $batch)")
+        return results
+
+    async def batch_user_ids(self, upns: Sequence[str]) -> dict[str, str | None]:
+        """Object ids of users by UPN through `$batch`; None for a UPN the directory does not know."""
+        ids: dict[str, str | None] = {}
+        parts = [list(upns[i : i + GRAPH_BATCH_MAX]) for i in range(0, len(upns), GRAPH_BATCH_MAX)]
+
+        async def one(part: list[str]) -> None:
+            urls = {str(n): f"/users/{quote(upn, safe='@')}?$select=id" for n, upn in enumerate(part)}
+            answers = await self._batch(urls)
+            for n, upn in enumerate(part):
+                status, body = answers[str(n)]
+                if status == 200 and body.get("id"):
+                    ids[upn] = str(body["id"])
+                elif status == 404:
+                    ids[upn] = None
+                elif status in (401, 403):
+                    raise AuthError(f"Graph denied reading users (HTTP {status}); grant the app User.Read.All")
+                else:
+                    raise SourceUnavailable(f"Graph failed on a user lookup (HTTP {status} in $batch)")
+
+        for start in range(0, len(parts), 4):  # a few batches in flight, not hundreds
+            await asyncio.gather(*(one(part) for part in parts[start : start + 4]))
+        return ids
+
+    async def _batch(self, urls: Mapping[str, str]) -> dict[str, tuple[int, dict[str, Any]]]:
+        """GETs through one `$batch` request each round; returns id -> (status, body)."""
+        pending = dict(urls)
+        answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        attempt = 0
+        while pending:
+            attempt += 1
+            body = {"requests": [{"id": key, "method": "GET", "url": url} for key, url in pending.items()]}
+            response = await self._call("batch", lambda: self._post_json("/$batch", body))
+            throttled: list[Mapping[str, object]] = []
+            for answer in response.get("responses", []):
+                key, status = str(answer.get("id")), int(answer.get("status", 0))
+                if key not in pending:
+                    continue
+                if status in (429, 503):
+                    self.retrier.stats.throttled += 1
+                    throttled.append(answer.get("headers") or {})
+                    continue
+                answers[key] = (status, answer.get("body") or {})
+                del pending[key]
+            missing = set(pending) - {str(a.get("id")) for a in response.get("responses", [])}
+            for key in missing:  # a sub-response the service never sent counts as a failure
+                answers[key] = (0, {})
+                del pending[key]
+            if not pending:
+                break
+            delays = [retry_delay(429, attempt, h, self.retrier.policy, self.retrier.rng) for h in throttled]
+            if any(d is None for d in delays):
+                for key in pending:
+                    answers[key] = (429, {})
+                break
+            wait = max(d for d in delays if d is not None)
+            self.retrier.stats.retries += 1
+            self.retrier.stats.waited_s += wait
+            await self.retrier.clock.sleep(wait)
+        return answers
+
+    async def _post_json(self, path: str, body: Mapping[str, object]) -> dict[str, Any]:
+        """POST a JSON body to Graph with the adapter's credential (for `$batch`)."""
+        token = await self._auth.access_token_provider.get_authorization_token(self.settings.base_url)
+        http = self._raw_http()
+        response = await http.post(
+            self.settings.base_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"{USER_AGENT_PRODUCT}/{USER_AGENT_VERSION}"},
+        )
+        if response.status_code >= 400:
+            error = APIError(f"HTTP {response.status_code}")
+            error.response_status_code = response.status_code
+            error.response_headers = dict(response.headers)
+            raise error
+        return response.json()
+
+    def _raw_http(self) -> httpx.AsyncClient:
+        if self._plain_http is None:
+            self._plain_http = httpx.AsyncClient(timeout=60)
+        return self._plain_http
+
     def stats_dict(self) -> dict[str, object]:
         """Traffic counters for the run report."""
         return self.stats.as_dict(self.retrier.stats.throttled, self.retrier.stats.retries)
@@ -294,6 +409,8 @@ class GraphClient:
         http = getattr(self.adapter, "_http_client", None)
         if http is not None:
             await http.aclose()
+        if self._plain_http is not None:
+            await self._plain_http.aclose()
         close = getattr(self._credential, "close", None)
         if close is not None:
             result = close()

@@ -46,20 +46,21 @@ def spindex_settings(server: SandboxServer, tenant: Tenant, data_dir: Path, embe
     return load_settings(None, **overrides)
 
 
-def index_documents(settings: Settings) -> list[dict[str, object]]:
+async def read_documents(settings: Settings) -> list[dict[str, object]]:
     """Every document of the index behind the alias, with all fields, sorted by key."""
+    catalog = build_catalog(settings)
+    target = await catalog.get_alias(settings.index.alias)
+    assert target is not None, "no index behind the alias"
+    store = await catalog.open_index(target)
+    try:
+        return await store.documents()
+    finally:
+        await store.close()
 
-    async def read() -> list[dict[str, object]]:
-        catalog = build_catalog(settings)
-        target = await catalog.get_alias(settings.index.alias)
-        assert target is not None, "no index behind the alias"
-        store = await catalog.open_index(target)
-        try:
-            return await store.documents()
-        finally:
-            await store.close()
 
-    return asyncio.run(read())
+def index_documents(settings: Settings) -> list[dict[str, object]]:
+    """`read_documents` for synchronous tests."""
+    return asyncio.run(read_documents(settings))
 
 
 def sync(settings: Settings, *, full: bool) -> RunReport:

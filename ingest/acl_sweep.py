@@ -48,7 +48,7 @@ class AclSweep:
             self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
             self.report.count(drive.drive_id, "acl_only", 0)
             try:
-                async with self.state.lease(drive.state_key):
+                async with self.state.lease(drive.state_key(self.index.name)):
                     await self.sweep(drive)
             except LeaseHeld:
                 self.report.leased.append(drive.drive_id)
@@ -99,10 +99,10 @@ class AclSweep:
 
     async def _remember(self, drive: DriveRef, item_ids: list[str]) -> None:
         """Add failed items to the library's retry list, so the next delta run tries them again."""
-        stored = await self.state.load(drive.state_key)
+        stored = await self.state.load(drive.state_key(self.index.name))
         if stored is None:
             cursor, etag = DriveCursor(drive_id=drive.drive_id), None
         else:
             cursor, etag = stored
         cursor.pending_retry = sorted(set(cursor.pending_retry) | set(item_ids))
-        await self.state.save(drive.state_key, cursor, if_match=etag)
+        await self.state.save(drive.state_key(self.index.name), cursor, if_match=etag)

@@ -22,6 +22,7 @@ from ingest.graph.sharepoint_rest import SharePointRest
 from ingest.index.base import IndexCatalog, IndexStore
 from ingest.index.local import LocalIndexCatalog
 from ingest.source import SharePointSource
+from ingest.staging import LocalStaging
 from ingest.state.base import StateStore
 from ingest.state.local import LocalStateStore
 
@@ -64,9 +65,22 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def build_catalog(settings: Settings) -> IndexCatalog:
     """The index service: the local SQLite catalog, or Azure AI Search."""
-    if settings.index.backend == "local":
+    config = settings.index
+    if config.backend == "local":
         return LocalIndexCatalog(settings.index_dir)
-    raise ConfigError("index.backend=azure is not available in this version; use index.backend=local")
+    from ingest.index.azure import AzureIndexCatalog
+
+    if not config.endpoint:
+        raise ConfigError("index.endpoint is required for index.backend=azure")
+    if config.api_key is not None:
+        from azure.core.credentials import AzureKeyCredential
+
+        credential: Any = AzureKeyCredential(config.api_key.get_secret_value())
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return AzureIndexCatalog(config.endpoint, credential)
 
 
 def build_state(settings: Settings) -> StateStore:
@@ -115,10 +129,11 @@ class Parts:
     embedder: Embedder
     chunker: Chunker
     state: StateStore
+    staging: LocalStaging
 
 
 @contextlib.asynccontextmanager
-async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
+async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncIterator[Parts]:
     """Build the parts of a run from settings and close them all afterwards."""
     credential: Any = build_graph_credential(settings.graph)
     graph = GraphClient(settings.graph, credential)
@@ -133,6 +148,7 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         embedder=embedder,
         chunker=Chunker(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
         state=build_state(settings),
+        staging=LocalStaging(settings.data_dir / "staging", read=not from_source),
     )
     try:
         yield parts
@@ -140,6 +156,9 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         await rest.close()
         await embedder.close()
         await graph.close()
+        close_catalog = getattr(parts.catalog, "close", None)
+        if close_catalog is not None:
+            await close_catalog()
         close_state = getattr(parts.state, "close", None)
         if close_state is not None:
             await close_state()

@@ -76,6 +76,9 @@ class IndexSettings(BaseModel):
     local_dir: Path | None = Field(None, description="Folder of the local index (default: <data_dir>/index).")
     endpoint: str | None = Field(None, description="Azure AI Search endpoint, https://<service>.search.windows.net.")
     api_key: SecretStr | None = Field(None, description="Azure AI Search admin key; omit to use Entra ID.")
+    validation_queries: list[str] = Field(
+        default_factory=list, description="Queries a rebuilt index must answer before the alias is swapped."
+    )
 
 
 class EmbeddingSettings(BaseModel):

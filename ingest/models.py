@@ -50,10 +50,13 @@ class DriveRef:
     web_url: str
     kind: DriveKind = "documents"
 
-    @property
-    def state_key(self) -> str:
-        """The name under which this library's cursor and lease are stored."""
-        return "drive-" + hashlib.sha256(self.drive_id.encode()).hexdigest()[:24]
+    def state_key(self, index: str) -> str:
+        """The name of this library's cursor and lease for one physical index.
+
+        Each physical index has its own cursors, so a rebuild into `<alias>-v2` follows the
+        library on its own while delta runs keep `<alias>-v1` current.
+        """
+        return f"{index}--drive-" + hashlib.sha256(self.drive_id.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -29,6 +29,7 @@ from ingest.item_sync import ItemSync
 from ingest.models import Acl, DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
 from ingest.source import ChangeBatch, FolderState, SharePointSource
+from ingest.staging import LocalStaging
 from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
 
 ProgressFn = Callable[[str, DriveRef | None, int], None]
@@ -83,6 +84,8 @@ class Pipeline:
         site_groups: SiteGroupResolver | None = None,
         progress: ProgressFn | None = None,
         allow_mass_delete: bool = False,
+        reuse_from: IndexStore | None = None,
+        staging: LocalStaging | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -93,8 +96,9 @@ class Pipeline:
         self.progress = progress or (lambda event, drive, n: None)
         self.items = ItemSync(
             settings=settings, source=source, index=index, embedder=embedder, chunker=chunker,
-            report=report, site_groups=site_groups,
+            report=report, site_groups=site_groups, reuse_from=reuse_from, staging=staging,
         )
+        self.staging = staging
         self._limit = asyncio.Semaphore(settings.sync.concurrency)
 
     async def run(self, *, full: bool) -> RunReport:
@@ -104,7 +108,7 @@ class Pipeline:
         for drive in drives:
             self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
             try:
-                async with self.state.lease(drive.state_key):
+                async with self.state.lease(drive.state_key(self.index.name)):
                     await self.sync_drive(drive, full=full)
             except LeaseHeld:
                 # Another run (a long full run, another replica) has this library: leave it be.
@@ -113,7 +117,7 @@ class Pipeline:
 
     async def sync_drive(self, drive: DriveRef, *, full: bool) -> None:
         """Bring one library's index documents in step with SharePoint, committing per batch."""
-        stored = await self.state.load(drive.state_key)
+        stored = await self.state.load(drive.state_key(self.index.name))
         cursor, etag = stored if stored is not None else (None, None)
         fresh = full or cursor is None or cursor.link is None
         run = DriveRun(
@@ -156,7 +160,7 @@ class Pipeline:
             pending_retry=sorted(run.pending)[:MAX_PENDING_RETRIES],
             bad_content=run.known_bad,
         )
-        run.etag = await self.state.save(run.drive.state_key, cursor, if_match=run.etag)
+        run.etag = await self.state.save(run.drive.state_key(self.index.name), cursor, if_match=run.etag)
         crash_point("committed")
 
     # -- deletes and their guard ------------------------------------------------------------
@@ -185,6 +189,8 @@ class Pipeline:
         for ref in refs:
             run.known_bad.pop(ref.item_id, None)
             run.pending.discard(ref.item_id)
+            if self.staging is not None:
+                await self.staging.delete(ref)
         run.deleted += len(present)
         self.report.count(run.drive.drive_id, "deleted", len(present))
         self.report.index["items_deleted"] += len(present)

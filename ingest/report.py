@@ -56,6 +56,7 @@ class RunReport:
     leased: list[str] = field(default_factory=list)
     resyncs: list[dict[str, str]] = field(default_factory=list)
     large_acls: dict[str, dict[str, int]] = field(default_factory=dict)
+    rebuild: dict[str, object] = field(default_factory=dict)
     embedding: Counter[str] = field(default_factory=Counter)
     index: Counter[str] = field(default_factory=Counter)
     graph: dict[str, object] = field(default_factory=dict)
@@ -109,6 +110,7 @@ class RunReport:
             "libraries_leased_elsewhere": self.leased,
             "resyncs": self.resyncs,
             "acls_over_native_limit": self.large_acls,
+            "rebuild": self.rebuild,
             "graph": self.graph,
             "embedding": dict(self.embedding),
             "index": dict(self.index),

@@ -41,6 +41,7 @@ async def run_sync(
                     site_groups=parts.site_groups,
                     progress=progress,
                     allow_mass_delete=allow_mass_delete,
+                    staging=parts.staging,
                 )
                 try:
                     await pipeline.run(full=full)
@@ -50,6 +51,26 @@ async def run_sync(
             finally:
                 report.graph = parts.graph.stats_dict()
                 report.graph["sharepoint_rest_requests"] = parts.rest.requests
+    except SystemicError as exc:
+        report.finish("aborted", f"{type(exc).__name__}: {exc}")
+    report.write(settings.reports_dir)
+    return report
+
+
+async def run_reindex(
+    settings: Settings, *, swap: bool = True, from_source: bool = False, progress: ProgressFn | None = None
+) -> RunReport:
+    """Rebuild the alias's index beside the live one and swap when it validates; writes its report."""
+    from ingest.rebuild import rebuild
+
+    report = RunReport(mode="reindex")
+    try:
+        async with open_parts(settings, from_source=from_source) as parts:
+            try:
+                await rebuild(settings, parts, report, swap=swap, progress=progress)
+                report.finish()
+            finally:
+                report.graph = parts.graph.stats_dict()
     except SystemicError as exc:
         report.finish("aborted", f"{type(exc).__name__}: {exc}")
     report.write(settings.reports_dir)

@@ -22,8 +22,12 @@ from ingest.report import EXIT_ABORTED, EXIT_CONFIG, RunReport
 app = typer.Typer(help="Keep an Azure AI Search index in step with SharePoint Online, security-trimmed.", no_args_is_help=True)
 run_app = typer.Typer(help="Run a sync job once.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The local sandbox SharePoint tenant.", no_args_is_help=True)
+alias_app = typer.Typer(help="The alias readers query.", no_args_is_help=True)
+index_app = typer.Typer(help="The physical indexes behind the alias.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(alias_app, name="alias")
+app.add_typer(index_app, name="index")
 # Piped output (CI logs, `make demo | tee`) gets a fixed width rather than rich's 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=110)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=110)
@@ -130,6 +134,96 @@ def run_acl(config: Path | None = ConfigOption) -> None:
         report = asyncio.run(run_acl_sweep(settings))
     _print_report(report)
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def reindex(
+    config: Path | None = ConfigOption,
+    no_swap: bool = typer.Option(False, "--no-swap", help="Build and validate, but leave the alias where it is."),
+    from_source: bool = typer.Option(False, "--from-source", help="Download and extract again instead of using staging."),
+) -> None:
+    """Rebuild the index beside the live one with the current settings, then swap the alias."""
+    from ingest.runs import run_reindex
+
+    settings = _settings(config)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:.0f} items"), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
+        report = asyncio.run(run_reindex(settings, swap=not no_swap, from_source=from_source, progress=_ProgressDisplay(progress)))
+    _print_report(report)
+    rebuild = report.rebuild
+    if rebuild:
+        verb = "alias now points at" if rebuild.get("swapped") else "built, alias unchanged:"
+        console.print(f"  {verb} {rebuild.get('index')} (previous: {rebuild.get('previous')})")
+    raise typer.Exit(report.exit_code)
+
+
+def _catalog_call(config: Path | None, work: Any) -> Any:
+    from ingest.components import build_catalog
+
+    settings = _settings(config)
+
+    async def go() -> Any:
+        catalog = build_catalog(settings)
+        try:
+            return await work(catalog, settings.index.alias)
+        finally:
+            close = getattr(catalog, "close", None)
+            if close is not None:
+                await close()
+
+    try:
+        return asyncio.run(go())
+    except (SpindexError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_ABORTED) from None
+
+
+def _print_status(status: Any) -> None:
+    console.print(f"alias {status.alias} -> {status.target or '(none)'}; rollback target: {status.rollback or '(none)'}")
+    for name in status.versions:
+        mark = "  <- alias" if name == status.target else ("  <- rollback" if name == status.rollback else "")
+        console.print(f"  {name}{mark}")
+
+
+@alias_app.command("show")
+def alias_show(config: Path | None = ConfigOption) -> None:
+    """Where the alias points, and the rollback target."""
+    from ingest import aliases
+
+    _print_status(_catalog_call(config, aliases.status))
+
+
+@alias_app.command("swap")
+def alias_swap(index: str = typer.Argument(..., help="Physical index, <alias>-v<N>."), config: Path | None = ConfigOption) -> None:
+    """Point the alias at another physical index."""
+    from ingest import aliases
+
+    _print_status(_catalog_call(config, lambda catalog, alias: aliases.swap(catalog, alias, index)))
+
+
+@alias_app.command("rollback")
+def alias_rollback(config: Path | None = ConfigOption) -> None:
+    """Point the alias back at the previous version."""
+    from ingest import aliases
+
+    _print_status(_catalog_call(config, aliases.rollback))
+
+
+@index_app.command("list")
+def index_list(config: Path | None = ConfigOption) -> None:
+    """The physical indexes of the alias."""
+    from ingest import aliases
+
+    _print_status(_catalog_call(config, aliases.status))
+
+
+@index_app.command("prune")
+def index_prune(keep: int = typer.Option(2, help="How many of the newest versions to keep."), config: Path | None = ConfigOption) -> None:
+    """Delete old versions; never the alias target or the rollback target."""
+    from ingest import aliases
+
+    deleted = _catalog_call(config, lambda catalog, alias: aliases.prune(catalog, alias, keep))
+    console.print("deleted: " + (", ".join(deleted) if deleted else "nothing"))
 
 
 @app.command()

@@ -119,7 +119,7 @@ def test_a_run_meeting_a_leased_library_skips_it_and_never_processes_it(azurite:
             from ingest.runs import run_sync
 
             holder = build_state(settings)
-            key = DriveRef(SiteRef("", "", ""), held, "", "").state_key
+            key = DriveRef(SiteRef("", "", ""), held, "", "").state_key(f"{settings.index.alias}-v1")
             try:
                 async with holder.lease(key):
                     return await run_sync(settings, full=False)

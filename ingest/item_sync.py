@@ -23,6 +23,7 @@ from ingest.index.base import IndexStore
 from ingest.models import Acl, Chunk, IndexDoc, IndexedItem, SourceItem, chunk_key
 from ingest.report import RunReport
 from ingest.source import SharePointSource
+from ingest.staging import LocalStaging
 from ingest.state.base import KnownBad
 
 
@@ -50,6 +51,8 @@ class ItemSync:
         chunker: Chunker,
         report: RunReport,
         site_groups: SiteGroupResolver | None,
+        reuse_from: IndexStore | None = None,
+        staging: LocalStaging | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -58,6 +61,8 @@ class ItemSync:
         self.chunker = chunker
         self.report = report
         self.site_groups = site_groups
+        self.reuse_from = reuse_from  # a rebuild takes vectors of unchanged text from the live index
+        self.staging = staging
 
     def precheck(self, item: SourceItem, known_bad: Mapping[str, KnownBad]) -> None:
         """Refuse, from the listing alone, what is not worth a download."""
@@ -125,15 +130,26 @@ class ItemSync:
 
     async def reindex(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
         """New or changed content: download, extract, chunk, embed only new text, upsert, prune."""
-        content = await self.source.fetch(item)
-        crash_point("download")
-        if len(content) > self.settings.max_file_bytes:
-            raise TooLarge(f"download of {len(content)} bytes is over the {self.settings.sync.max_file_mb:g} MB limit")
-        extracted = await asyncio.to_thread(extract, item.name, item.mime_type, content)
+        extracted = await self.staging.get(item.ref, item.ctag) if self.staging is not None else None
+        if extracted is None:
+            content = await self.source.fetch(item)
+            crash_point("download")
+            if len(content) > self.settings.max_file_bytes:
+                raise TooLarge(f"download of {len(content)} bytes is over the {self.settings.sync.max_file_mb:g} MB limit")
+            try:
+                extracted = await asyncio.to_thread(extract, item.name, item.mime_type, content)
+            except BadInput as exc:
+                if self.staging is not None:
+                    await self.staging.put_bad(item.ref, item.ctag, exc)
+                raise
+            if self.staging is not None:
+                await self.staging.put(item.ref, item.ctag, extracted)
+        else:
+            self.report.index["staged_reads"] += 1
         chunks = await asyncio.to_thread(self.chunker.chunk, extracted)
         if not chunks:
             raise EmptyFile("no text to index")
-        vectors = await self._vectors(chunks, indexed)
+        vectors = await self._vectors(item, chunks, indexed)
         crash_point("embed")
         parent = item.ref.parent_key
         docs = [self._doc(item, acl, chunk, len(chunks), vectors[chunk.content_hash], parent) for chunk in chunks]
@@ -144,14 +160,19 @@ class ItemSync:
         self.report.index["documents_upserted"] += len(docs)
         return Outcome("created" if indexed is None else "content_changed")
 
-    async def _vectors(self, chunks: Sequence[Chunk], indexed: IndexedItem | None) -> dict[str, list[float]]:
-        """Vectors by content hash: reused from the index where the text is unchanged."""
+    async def _vectors(self, item: SourceItem, chunks: Sequence[Chunk], indexed: IndexedItem | None) -> dict[str, list[float]]:
+        """Vectors by content hash: reused from the index (or the live one) where text is unchanged."""
         wanted = {chunk.content_hash for chunk in chunks}
         found: dict[str, list[float]] = {}
-        if indexed is not None and indexed.embedding_model == self.embedder.model_id:
-            reusable = [key for key, digest in indexed.chunks.items() if digest in wanted]
-            for key, vector in (await self.index.vectors(reusable)).items():
-                found[indexed.chunks[key]] = vector
+        sources: list[tuple[IndexStore, IndexedItem | None]] = [(self.index, indexed)]
+        if self.reuse_from is not None:
+            sources.append((self.reuse_from, (await self.reuse_from.indexed_state([item.ref])).get(item.ref)))
+        for store, manifest in sources:
+            if manifest is None or manifest.embedding_model != self.embedder.model_id or wanted <= set(found):
+                continue
+            reusable = [key for key, digest in manifest.chunks.items() if digest in wanted and digest not in found]
+            for key, vector in (await store.vectors(reusable)).items():
+                found[manifest.chunks[key]] = vector
         todo: dict[str, Chunk] = {}
         for chunk in chunks:
             if chunk.content_hash not in found:

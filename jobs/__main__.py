@@ -1,4 +1,4 @@
-"""`python -m jobs <full|delta>`: the one-shot entry point for container jobs.
+"""`python -m jobs <full|delta|acl|reindex>`: the one-shot entry point for container jobs.
 
 Exit codes: 0 clean, 10 finished with item failures, 20 aborted, 2 configuration error.
 """

@@ -136,6 +136,7 @@ def run_acl(config: Path | None = ConfigOption) -> None:
     raise typer.Exit(report.exit_code)
 
 
+@run_app.command("reindex")
 @app.command()
 def reindex(
     config: Path | None = ConfigOption,

@@ -371,12 +371,7 @@ def test_three_scheduled_jobs_run_delta_acl_and_full(files: dict[Path, BicepFile
     "mode",
     [
         "delta",
-        pytest.param(
-            "acl",
-            marks=pytest.mark.xfail(
-                strict=True, reason="`python -m jobs acl` does not exist yet: the scheduled ACL job would exit 2"
-            ),
-        ),
+        "acl",
         "full",
     ],
 )

@@ -1,52 +1,35 @@
-"""What the entry points run: a sync, and a security-trimmed search as a given user.
+"""What the entry points run: syncs, the ACL sweep, rebuilds, and a trimmed search as a user.
 
 The CLI, the scheduler and `python -m jobs` call these; they hold no logic of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ingest.components import live_index, open_parts
+from ingest.components import Parts, live_index, open_parts
 from ingest.config import Settings
 from ingest.errors import SystemicError
 from ingest.graph.client import GraphClient
+from ingest.index.base import IndexStore
 from ingest.models import SearchHit
 from ingest.pipeline import Pipeline, ProgressFn
 from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL, SecurityFilter, security_filter
 from ingest.report import RunReport
 
 
-async def run_sync(
-    settings: Settings, *, full: bool, progress: ProgressFn | None = None, allow_mass_delete: bool = False
+async def _reported(
+    settings: Settings, report: RunReport, work: Callable[[Parts], Awaitable[None]], *, from_source: bool = False
 ) -> RunReport:
-    """Run a full or delta sync of every configured library and write its report.
+    """Run `work` with the parts of a run, then close the report and write it.
 
     A systemic failure ends the run as "aborted" (the report says why); it is not raised.
     """
-    report = RunReport(mode="full" if full else "delta")
     try:
-        async with open_parts(settings) as parts:
+        async with open_parts(settings, from_source=from_source) as parts:
             try:
-                assert settings.embedding.dimensions is not None
-                index = await live_index(parts.catalog, settings.index.alias, settings.embedding.dimensions)
-                pipeline = Pipeline(
-                    settings=settings,
-                    source=parts.source,
-                    index=index,
-                    embedder=parts.embedder,
-                    chunker=parts.chunker,
-                    state=parts.state,
-                    report=report,
-                    site_groups=parts.site_groups,
-                    progress=progress,
-                    allow_mass_delete=allow_mass_delete,
-                    staging=parts.staging,
-                )
-                try:
-                    await pipeline.run(full=full)
-                finally:
-                    await index.close()
+                await work(parts)
                 report.finish()
             finally:
                 report.graph = parts.graph.stats_dict()
@@ -55,55 +38,67 @@ async def run_sync(
         report.finish("aborted", f"{type(exc).__name__}: {exc}")
     report.write(settings.reports_dir)
     return report
+
+
+async def _alias_target(parts: Parts, settings: Settings) -> IndexStore:
+    target = await parts.catalog.get_alias(settings.index.alias)
+    if target is None:
+        raise SystemicError(f"no index behind alias {settings.index.alias!r} yet: run `spindex run full` first")
+    return await parts.catalog.open_index(target)
+
+
+async def run_sync(
+    settings: Settings, *, full: bool, progress: ProgressFn | None = None, allow_mass_delete: bool = False
+) -> RunReport:
+    """Run a full or delta sync of every configured library into the alias's index."""
+    report = RunReport(mode="full" if full else "delta")
+
+    async def work(parts: Parts) -> None:
+        assert settings.embedding.dimensions is not None
+        index = await live_index(parts.catalog, settings.index.alias, settings.embedding.dimensions)
+        pipeline = Pipeline(
+            settings=settings, source=parts.source, index=index, embedder=parts.embedder, chunker=parts.chunker,
+            state=parts.state, report=report, site_groups=parts.site_groups, progress=progress,
+            allow_mass_delete=allow_mass_delete, staging=parts.staging,
+        )
+        try:
+            await pipeline.run(full=full)
+        finally:
+            await index.close()
+
+    return await _reported(settings, report, work)
 
 
 async def run_reindex(
     settings: Settings, *, swap: bool = True, from_source: bool = False, progress: ProgressFn | None = None
 ) -> RunReport:
-    """Rebuild the alias's index beside the live one and swap when it validates; writes its report."""
+    """Rebuild the alias's index beside the live one and swap when it validates."""
     from ingest.rebuild import rebuild
 
     report = RunReport(mode="reindex")
-    try:
-        async with open_parts(settings, from_source=from_source) as parts:
-            try:
-                await rebuild(settings, parts, report, swap=swap, progress=progress)
-                report.finish()
-            finally:
-                report.graph = parts.graph.stats_dict()
-    except SystemicError as exc:
-        report.finish("aborted", f"{type(exc).__name__}: {exc}")
-    report.write(settings.reports_dir)
-    return report
+
+    async def work(parts: Parts) -> None:
+        await rebuild(settings, parts, report, swap=swap, progress=progress)
+
+    return await _reported(settings, report, work, from_source=from_source)
 
 
 async def run_acl_sweep(settings: Settings) -> RunReport:
-    """Re-read every indexed item's permissions and merge what changed; writes its report."""
+    """Re-read every indexed item's permissions and merge what changed."""
     from ingest.acl_sweep import AclSweep
 
     report = RunReport(mode="acl")
-    try:
-        async with open_parts(settings) as parts:
-            try:
-                target = await parts.catalog.get_alias(settings.index.alias)
-                if target is None:
-                    raise SystemicError(f"no index behind alias {settings.index.alias!r} yet: run `spindex run full` first")
-                index = await parts.catalog.open_index(target)
-                try:
-                    await AclSweep(
-                        settings=settings, source=parts.source, index=index, state=parts.state,
-                        report=report, site_groups=parts.site_groups,
-                    ).run()
-                finally:
-                    await index.close()
-                report.finish()
-            finally:
-                report.graph = parts.graph.stats_dict()
-                report.graph["sharepoint_rest_requests"] = parts.rest.requests
-    except SystemicError as exc:
-        report.finish("aborted", f"{type(exc).__name__}: {exc}")
-    report.write(settings.reports_dir)
-    return report
+
+    async def work(parts: Parts) -> None:
+        index = await _alias_target(parts, settings)
+        try:
+            sweep = AclSweep(settings=settings, source=parts.source, index=index, state=parts.state,
+                             report=report, site_groups=parts.site_groups)
+            await sweep.run()
+        finally:
+            await index.close()
+
+    return await _reported(settings, report, work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +127,7 @@ async def search_as(settings: Settings, query: str, user: str, *, top: int = 5) 
     """Search the alias as `user` (UPN or object id): only what that user may read comes back."""
     async with open_parts(settings) as parts:
         reader = await resolve_reader(parts.graph, settings, user)
-        target = await parts.catalog.get_alias(settings.index.alias)
-        if target is None:
-            raise SystemicError(f"no index behind alias {settings.index.alias!r} yet: run `spindex run full` first")
-        index = await parts.catalog.open_index(target)
+        index = await _alias_target(parts, settings)
         try:
             vector = (await parts.embedder.embed([query]))[0]
             hits = await index.search(query, vector, security=reader.security, top=top)

@@ -16,7 +16,7 @@ from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder, OfflineEmbedder, OpenAIEmbedder
 from ingest.errors import ConfigError
-from ingest.graph.auth import build_graph_credential
+from ingest.graph.auth import build_azure_credential, build_graph_credential
 from ingest.graph.client import GraphClient
 from ingest.graph.sharepoint_rest import SharePointRest
 from ingest.index.base import IndexCatalog, IndexStore
@@ -46,10 +46,11 @@ def build_embedder(settings: Settings) -> Embedder:
         )
     token_provider = None
     if key is None:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+        from azure.identity import get_bearer_token_provider
 
         token_provider = get_bearer_token_provider(
-            DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default"
+            build_azure_credential(settings.azure, graph=settings.graph, asynchronous=False),
+            "https://cognitiveservices.azure.com/.default",
         )
     return OpenAIEmbedder(
         model=config.model,
@@ -77,9 +78,7 @@ def build_catalog(settings: Settings) -> IndexCatalog:
 
         credential: Any = AzureKeyCredential(config.api_key.get_secret_value())
     else:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+        credential = build_azure_credential(settings.azure, graph=settings.graph)
     return AzureIndexCatalog(config.endpoint, credential)
 
 
@@ -95,9 +94,7 @@ def build_state(settings: Settings) -> StateStore:
     if config.blob_connection_string is not None:
         service = BlobServiceClient.from_connection_string(config.blob_connection_string.get_secret_value())
     elif config.blob_account_url:
-        from azure.identity.aio import DefaultAzureCredential
-
-        service = BlobServiceClient(config.blob_account_url, credential=DefaultAzureCredential())
+        service = BlobServiceClient(config.blob_account_url, credential=build_azure_credential(settings.azure, graph=settings.graph))
     else:
         raise ConfigError("state.blob_account_url or state.blob_connection_string is required for state.backend=blob")
     return BlobStateStore(service, config.blob_container, lease_seconds=config.lease_seconds)

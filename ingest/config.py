@@ -133,6 +133,38 @@ class SyncSettings(BaseModel):
     mass_delete_min_items: int = Field(
         10, ge=0, description="Deleting fewer items than this never counts as a mass deletion."
     )
+    extract_processes: int | None = Field(
+        None, ge=0, le=64,
+        description="Worker processes for extraction and chunking; empty: one per CPU core; 0: threads of the job's own process.",
+    )
+    embed_linger_ms: float = Field(
+        0.0, ge=0, le=1000,
+        description="How long an embedding request waits for other items' chunks to share it (0: each item sends its own).",
+    )
+
+
+class BudgetSettings(BaseModel):
+    """Client-side pacing to the services' quotas; a throttled response is still honoured (Retry-After)."""
+
+    graph_ru_per_minute: int | None = Field(
+        1200, ge=1,
+        description=(
+            "Graph resource units per minute for this app in the tenant (SharePoint tiers by licences: 1,200 up to 1k, "
+            "2,400 up to 5k, 3,600 up to 15k, 4,800 up to 50k, 6,000 above); empty: no pacing."
+        ),
+    )
+    graph_burst_seconds: float = Field(
+        60.0, gt=0, le=600, description="Seconds' worth of the Graph budget that may be spent at once after an idle spell."
+    )
+    embedding_tokens_per_minute: int | None = Field(
+        350_000, ge=1, description="Tokens per minute (TPM) of the embedding deployment; empty: no pacing."
+    )
+    embedding_requests_per_minute: int | None = Field(
+        3_000, ge=1, description="Requests per minute (RPM) of the embedding deployment; empty: no pacing."
+    )
+    embedding_burst_seconds: float = Field(
+        10.0, gt=0, le=600, description="Seconds' worth of the embedding budget that may be spent at once."
+    )
 
 
 class AclSettings(BaseModel):
@@ -286,10 +318,24 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     acl: AclSettings = Field(default_factory=AclSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log lines as JSON objects, as text, or `auto`: JSON unless stderr is a terminal."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level of log records written.")
+    otel_enabled: bool = Field(
+        False,
+        description="Export run metrics with OpenTelemetry to OTEL_EXPORTER_OTLP_ENDPOINT (needs the `otel` extra).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

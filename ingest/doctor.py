@@ -164,7 +164,7 @@ def check_configuration(diagnosis: Diagnosis, config_file: Path | None = None, *
         f"state.backend={settings.state.backend}, embedding.provider={settings.embedding.provider})",
     )
     try:
-        check_otel()
+        check_otel(settings)
     except ConfigError as exc:
         diagnosis.add("telemetry", "fail", str(exc))
     return settings

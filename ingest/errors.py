@@ -6,7 +6,8 @@
     │   ├── AuthError               credentials refused, or a permission not granted
     │   ├── SourceUnavailable       Graph unreachable or failing after retries
     │   ├── IndexUnavailable        the index unreachable or refusing writes
-    │   └── MassDeleteRefused       a run would delete more than the allowed share
+    │   ├── MassDeleteRefused       a run would delete more than the allowed share
+    │   └── RunStopped              asked to stop (SIGTERM) after a committed batch
     ├── ResyncRequired              the service no longer accepts a library's delta link
     └── ItemError                   one item fails; it is recorded and the run goes on
         ├── BadInput                the file itself cannot be indexed
@@ -51,6 +52,10 @@ class IndexUnavailable(SystemicError):
 
 class MassDeleteRefused(SystemicError):
     """A run would delete more of a library than the configured share allows."""
+
+
+class RunStopped(SystemicError):
+    """The run was asked to stop; it did so right after committing a batch."""
 
 
 class ResyncRequired(SpindexError):

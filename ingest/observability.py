@@ -5,15 +5,18 @@
     record_run_metrics(report)               # OpenTelemetry, only when SPINDEX_OTEL_ENABLED=true
 
 Log lines are JSON objects (`ts`, `level`, `logger`, `msg`, `run_id`, then any extras) when
-stderr is not a terminal or `SPINDEX_LOG_FORMAT=json`, and readable text on a terminal or with
-`SPINDEX_LOG_FORMAT=text`. `SPINDEX_LOG_LEVEL` sets the level (default INFO).
+stderr is not a terminal or `SPINDEX_LOG_FORMAT=json` (the `log_format` setting), and readable
+text on a terminal or with `SPINDEX_LOG_FORMAT=text`. `SPINDEX_LOG_LEVEL` sets the level
+(default INFO). Entry points call `configure_logging()` at start-up, from the environment, and
+`configure_logging(settings=...)` once the settings are loaded (a `.env` or YAML file may set them).
 
 Redaction is defence in depth: messages are built from ids, names and statuses (errors.py), and
 on top of that every line written by the handler installed here has the values of known secret
 settings, and anything shaped like a connection-string key or a bearer token, masked.
 
 Metrics are built from the RunReport after a run, so the pipeline stays free of telemetry code.
-OpenTelemetry is an optional extra, imported only when enabled.
+OpenTelemetry is an optional extra, imported only when enabled (`otel_enabled`,
+SPINDEX_OTEL_ENABLED=true).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ MASK = "***"
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 OTEL_ENV = "SPINDEX_OTEL_ENABLED"
 METER_NAME = "spindex"
+# Libraries that log every request at INFO: quieted to WARNING unless the level is DEBUG.
+NOISY_LOGGERS = ("azure", "httpx", "httpcore", "msal", "openai")
 # Environment variables whose values are secrets, whatever spindex setting they feed.
 _SECRET_ENV_WORDS = ("SECRET", "KEY", "PASSWORD", "CONNECTION_STRING", "TOKEN", "SAS")
 _SECRET_ENV_EXTRA = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_STORAGE_CONNECTION_STRING")
@@ -220,18 +225,27 @@ def configure_logging(
     *,
     level: int | str | None = None,
     stream: IO[str] | None = None,
+    settings: Any | None = None,
 ) -> logging.Handler:
     """Send every log record to `stream` (default stderr) as JSON lines or text; returns the handler.
 
-    `json` None decides by `SPINDEX_LOG_FORMAT`, else by whether the stream is a terminal.
-    `run_id` is the id lines carry outside any `run_context`. Calling it again replaces the
-    handler installed before, so it is safe to call from each entry point. Secrets found in
-    the environment are registered for masking at once.
+    `json` None decides by `settings.log_format` (when given and not `auto`), else by
+    `SPINDEX_LOG_FORMAT`, else by whether the stream is a terminal; `level` likewise by
+    `settings.log_level`, else `SPINDEX_LOG_LEVEL` (default INFO). `run_id` is the id lines
+    carry outside any `run_context`. Calling it again replaces the handler installed before, so
+    it is safe to call at start-up and again once the settings are loaded. Secrets found in the
+    environment (and in `settings`) are registered for masking at once.
     """
     global _process_run_id
     stream = stream if stream is not None else sys.stderr
     _process_run_id = run_id
     register_environment_secrets()
+    if settings is not None:
+        register_settings_secrets(settings)
+        if json is None and settings.log_format != "auto":
+            json = settings.log_format == "json"
+        if level is None:
+            level = settings.log_level
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if _wants_json(json, stream) else TextFormatter())
     handler.addFilter(RunIdFilter())
@@ -243,9 +257,8 @@ def configure_logging(
     root.addHandler(handler)
     chosen = level if level is not None else os.environ.get("SPINDEX_LOG_LEVEL", "INFO").upper()
     root.setLevel(chosen)
-    # The Azure SDKs and httpx log every request at INFO: useful only when debugging.
     quiet = logging.WARNING if root.getEffectiveLevel() > logging.DEBUG else logging.NOTSET
-    for noisy in ("azure", "httpx", "httpcore", "msal", "openai"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(quiet)
     return handler
 
@@ -253,10 +266,11 @@ def configure_logging(
 # -- metrics --------------------------------------------------------------------------------
 
 
-def otel_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """True when SPINDEX_OTEL_ENABLED is set to true (1, yes, on)."""
-    environ = os.environ if environ is None else environ
-    return environ.get(OTEL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+def otel_enabled(settings: Any | None = None) -> bool:
+    """True when `settings.otel_enabled` is, or, without settings, SPINDEX_OTEL_ENABLED is true (1, yes, on)."""
+    if settings is not None:
+        return bool(settings.otel_enabled)
+    return os.environ.get(OTEL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 OTEL_MISSING = (
@@ -265,9 +279,9 @@ OTEL_MISSING = (
 )
 
 
-def check_otel() -> None:
+def check_otel(settings: Any | None = None) -> None:
     """Raise ConfigError with what to install when metrics are enabled but cannot be exported."""
-    if not otel_enabled():
+    if not otel_enabled(settings):
         return
     try:
         _exporting_provider()
@@ -330,16 +344,17 @@ def _exporting_provider() -> Any:
     return _provider
 
 
-def record_run_metrics(report: RunReport, *, meter_provider: Any | None = None) -> bool:
-    """Record the run's metrics into `meter_provider`, or, when SPINDEX_OTEL_ENABLED=true, export them.
+def record_run_metrics(report: RunReport, *, meter_provider: Any | None = None, settings: Any | None = None) -> bool:
+    """Record the run's metrics into `meter_provider`, or, when metrics are enabled, export them.
 
-    Returns True when recorded. Never raises: a run that finished is not failed by telemetry;
-    a missing OpenTelemetry install is logged with what to install.
+    Enabled by `settings.otel_enabled` (SPINDEX_OTEL_ENABLED). Returns True when recorded.
+    Never raises: a run that finished is not failed by telemetry; a missing OpenTelemetry
+    install is logged with what to install.
     """
     log = logging.getLogger(__name__)
     provider = meter_provider
     if provider is None:
-        if not otel_enabled():
+        if not otel_enabled(settings):
             return False
         try:
             provider = _exporting_provider()

@@ -22,7 +22,15 @@ from ingest.acl import SiteGroupResolver
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
-from ingest.errors import BadInput, ItemError, ItemUnavailable, MassDeleteRefused, ResyncRequired, SystemicError
+from ingest.errors import (
+    BadInput,
+    ItemError,
+    ItemUnavailable,
+    MassDeleteRefused,
+    ResyncRequired,
+    RunStopped,
+    SystemicError,
+)
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
 from ingest.item_sync import ItemSync
@@ -86,6 +94,7 @@ class Pipeline:
         allow_mass_delete: bool = False,
         reuse_from: IndexStore | None = None,
         staging: LocalStaging | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -99,6 +108,7 @@ class Pipeline:
             report=report, site_groups=site_groups, reuse_from=reuse_from, staging=staging,
         )
         self.staging = staging
+        self.stop = stop  # set by the scheduler on SIGTERM: finish the batch, commit, stop
         self._limit = asyncio.Semaphore(settings.sync.concurrency)
 
     async def run(self, *, full: bool) -> RunReport:
@@ -106,6 +116,7 @@ class Pipeline:
         drives = await self.source.drives()
         self.progress("drives", None, len(drives))
         for drive in drives:
+            self._check_stop()
             self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
             try:
                 async with self.state.lease(drive.state_key(self.index.name)):
@@ -147,6 +158,11 @@ class Pipeline:
                 if batch.final:
                     await self._reconcile(run)
             await self._commit(run, batch)
+            self._check_stop()
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped("stopped on request after the last committed batch")
 
     async def _commit(self, run: DriveRun, batch: ChangeBatch) -> None:
         crash_point("commit")

@@ -5,6 +5,8 @@ The CLI, the scheduler and `python -m jobs` call these; they hold no logic of th
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,7 +18,10 @@ from ingest.index.base import IndexStore
 from ingest.models import SearchHit
 from ingest.pipeline import Pipeline, ProgressFn
 from ingest.query import EVERYONE, EVERYONE_EXCEPT_EXTERNAL, SecurityFilter, security_filter
+from ingest.observability import record_run_metrics, run_context
 from ingest.report import RunReport
+
+log = logging.getLogger(__name__)
 
 
 async def _reported(
@@ -26,17 +31,20 @@ async def _reported(
 
     A systemic failure ends the run as "aborted" (the report says why); it is not raised.
     """
-    try:
-        async with open_parts(settings, from_source=from_source) as parts:
-            try:
-                await work(parts)
-                report.finish()
-            finally:
-                report.graph = parts.graph.stats_dict()
-                report.graph["sharepoint_rest_requests"] = parts.rest.requests
-    except SystemicError as exc:
-        report.finish("aborted", f"{type(exc).__name__}: {exc}")
-    report.write(settings.reports_dir)
+    with run_context(report.run_id):
+        try:
+            async with open_parts(settings, from_source=from_source) as parts:
+                try:
+                    await work(parts)
+                    report.finish()
+                finally:
+                    report.graph = parts.graph.stats_dict()
+                    report.graph["sharepoint_rest_requests"] = parts.rest.requests
+        except SystemicError as exc:
+            report.finish("aborted", f"{type(exc).__name__}: {exc}")
+        report.write(settings.reports_dir)
+        log.info("%s run %s: %s (exit %d)", report.mode, report.run_id, report.status, report.exit_code)
+    record_run_metrics(report, settings=settings)
     return report
 
 
@@ -48,7 +56,12 @@ async def _alias_target(parts: Parts, settings: Settings) -> IndexStore:
 
 
 async def run_sync(
-    settings: Settings, *, full: bool, progress: ProgressFn | None = None, allow_mass_delete: bool = False
+    settings: Settings,
+    *,
+    full: bool,
+    progress: ProgressFn | None = None,
+    allow_mass_delete: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> RunReport:
     """Run a full or delta sync of every configured library into the alias's index."""
     report = RunReport(mode="full" if full else "delta")
@@ -59,7 +72,7 @@ async def run_sync(
         pipeline = Pipeline(
             settings=settings, source=parts.source, index=index, embedder=parts.embedder, chunker=parts.chunker,
             state=parts.state, report=report, site_groups=parts.site_groups, progress=progress,
-            allow_mass_delete=allow_mass_delete, staging=parts.staging,
+            allow_mass_delete=allow_mass_delete, staging=parts.staging, stop=stop,
         )
         try:
             await pipeline.run(full=full)

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from ingest.config import GraphSettings
 from ingest.errors import ItemUnavailable
-from ingest.graph.client import GraphClient
+from ingest.graph.client import DOWNLOAD_URL_FIELD, GraphClient
 from ingest.models import DriveRef, ItemRef, SiteRef, SourceItem
 
 SITE_PAGES_DRIVE_NAMES = frozenset({"Site Pages", "SitePages"})
@@ -138,6 +138,9 @@ class SharePointSource:
         self.settings = settings
         self._page_titles: dict[str, dict[str, str]] = {}
         self._folders: dict[str, FolderPaths] = {}
+        # drive id -> item id -> pre-authenticated download URL, for the current page only:
+        # the URLs lapse within minutes, and keeping older pages' would grow with the corpus.
+        self._download_urls: dict[str, dict[str, str]] = {}
 
     def _folder_paths(self, drive: DriveRef) -> FolderPaths:
         if drive.drive_id not in self._folders:
@@ -171,6 +174,7 @@ class SharePointSource:
         link = cursor
         while True:
             page = await self.graph.delta_page(drive.drive_id, link, top=self.settings.page_size)
+            self._download_urls[drive.drive_id] = {}
             batch = ChangeBatch(drive=drive)
             latest: dict[str, Any] = {}
             for raw in page.items:  # an item may appear more than once: its last state wins
@@ -228,6 +232,9 @@ class SharePointSource:
         mime = raw.file.mime_type if raw.file is not None and raw.file.mime_type else mimetypes.guess_type(name)[0]
         extra = raw.additional_data or {}
         shared_changed = str(extra.get("@microsoft.graph.sharedChanged", "")).lower() == "true"
+        download_url = extra.get(DOWNLOAD_URL_FIELD)
+        if isinstance(download_url, str) and download_url and drive.kind != "pages":
+            self._download_urls.setdefault(drive.drive_id, {})[raw.id] = download_url
         item = SourceItem(
             ref=ItemRef(drive.drive_id, raw.id),
             drive=drive,
@@ -269,7 +276,8 @@ class SharePointSource:
             assert item.page_id is not None
             page = await self.graph.site_page(item.drive.site.site_id, item.page_id)
             return _page_html(page)
-        return await self.graph.download(item.ref.drive_id, item.ref.item_id)
+        url = self._download_urls.get(item.ref.drive_id, {}).pop(item.ref.item_id, None)
+        return await self.graph.download(item.ref.drive_id, item.ref.item_id, url=url)
 
     async def permissions(self, item: SourceItem) -> list[Any]:
         """The item's effective permissions as Graph returns them (pages: via Site Pages items)."""

@@ -17,7 +17,9 @@ from rich.table import Table
 from ingest.config import Settings, load_settings
 from ingest.errors import ConfigError, SpindexError
 from ingest.models import DriveRef
+from ingest.observability import check_otel, configure_logging
 from ingest.report import EXIT_ABORTED, EXIT_CONFIG, RunReport
+from jobs.ops_cli import register as register_ops
 
 app = typer.Typer(help="Keep an Azure AI Search index in step with SharePoint Online, security-trimmed.", no_args_is_help=True)
 run_app = typer.Typer(help="Run a sync job once.", no_args_is_help=True)
@@ -28,6 +30,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(alias_app, name="alias")
 app.add_typer(index_app, name="index")
+register_ops(app)
 # Piped output (CI logs, `make demo | tee`) gets a fixed width rather than rich's 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=110)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=110)
@@ -37,7 +40,10 @@ ConfigOption = typer.Option(None, "--config", "-c", help="YAML configuration fil
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
+        configure_logging(settings=settings)
+        check_otel(settings)
+        return settings
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -276,4 +282,5 @@ def demo(data_dir: Path = typer.Option(Path(".spindex/demo"), help="Where the de
 
 def main() -> None:
     """Console-script entry point."""
+    configure_logging()
     app()

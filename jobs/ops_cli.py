@@ -31,7 +31,7 @@ def schedule(
     unfinished is committed) and the process exits 0. Exit code 2: invalid configuration.
     """
     from ingest.config import load_settings
-    from ingest.observability import check_otel, configure_logging, register_settings_secrets
+    from ingest.observability import check_otel, configure_logging
     from jobs.scheduler import MODES, serve_schedule
 
     configure_logging()
@@ -41,9 +41,9 @@ def schedule(
         if unknown:
             raise ConfigError(f"--run-now takes {', '.join(MODES)}; not {', '.join(unknown)}")
         settings = load_settings(config)
-        register_settings_secrets(settings)
-        check_otel()
-        code = asyncio.run(serve_schedule(settings, run_now=run_now))
+        configure_logging(settings=settings)
+        check_otel(settings)
+        code = asyncio.run(serve_schedule(settings, run_now=run_now, hard_exit=True))
     except ConfigError as exc:
         log.error("configuration error: %s", exc, extra={"exit_code": EXIT_CONFIG})
         raise typer.Exit(EXIT_CONFIG) from None

@@ -32,7 +32,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -94,6 +96,7 @@ class Scheduler:
         self.grace_s = grace_s
         self.stopping = asyncio.Event()  # handed to every run: "finish your batch and stop"
         self.exit_code: int | None = None
+        self.cancelled = 0  # runs cancelled at the end of the grace period
         self._wake = asyncio.Event()
 
     @classmethod
@@ -238,6 +241,7 @@ class Scheduler:
         _, pending = await asyncio.wait(running, timeout=self.grace_s - margin)
         for task in pending:
             task.cancel()
+        self.cancelled += len(pending)
         if pending:
             await asyncio.wait(pending, timeout=margin)
         return not pending
@@ -292,8 +296,15 @@ async def serve_schedule(
     run_now: Iterable[str] = (),
     runners: Mapping[str, JobRun] | None = None,
     clock: Clock = utc_now,
+    hard_exit: bool = False,
 ) -> int:
-    """Run the schedule until SIGTERM or SIGINT; the process exit code (0 after a clean stop)."""
+    """Run the schedule until SIGTERM or SIGINT; the process exit code (0 after a clean stop).
+
+    With `hard_exit` (the CLI), a process whose runs had to be cancelled ends here with
+    `os._exit`: their extraction threads cannot be cancelled, and waiting for them at
+    interpreter exit could outlast the grace period. What they were doing is discarded, as a
+    cancelled run's unfinished batch always is.
+    """
     scheduler = Scheduler.from_settings(settings, runners=runners, clock=clock)
     if not scheduler.jobs:
         raise ConfigError("nothing to schedule: schedule.delta, schedule.acl and schedule.full are all empty")
@@ -312,8 +323,14 @@ async def serve_schedule(
     for signum in handled:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        return await scheduler.serve(stop, run_now=run_now)
+        code = await scheduler.serve(stop, run_now=run_now)
     finally:
         for signum in handled:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
+    if hard_exit and scheduler.cancelled:
+        logging.shutdown()  # flush every log line first
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

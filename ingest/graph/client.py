@@ -22,6 +22,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from kiota_http.middleware.options import RetryHandlerOption, UserAgentHandlerOption
 
+from ingest.budget import GraphBudget, graph_request_cost
 from ingest.config import GRAPH_SCOPE, GraphSettings
 from ingest.errors import (
     AuthError,
@@ -38,10 +39,14 @@ T = TypeVar("T")
 USER_AGENT_PRODUCT = "NONISV|spindex|spindex"  # traffic decoration the SharePoint throttling guide asks for
 USER_AGENT_VERSION = "0.1"
 # Fields every delta page must carry; `deleted` in particular, or deletes arrive unmarked.
+# The pre-authenticated download URL saves the 302 hop of `/content` (platform-facts §6).
+DOWNLOAD_URL_FIELD = "@microsoft.graph.downloadUrl"
 DELTA_SELECT = [
     "id", "name", "eTag", "cTag", "size", "webUrl", "lastModifiedDateTime", "parentReference",
-    "file", "folder", "root", "deleted", "sharepointIds", "shared",
+    "file", "folder", "root", "deleted", "sharepointIds", "shared", DOWNLOAD_URL_FIELD,
 ]
+# A download URL lives "a few minutes"; these answers mean it lapsed: ask `/content` instead.
+_STALE_DOWNLOAD_URL = frozenset({401, 403, 404, 410})
 GRAPH_BATCH_MAX = 20  # requests per JSON batch (Graph json-batching.md)
 SHARING_PREFER = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
 
@@ -52,6 +57,8 @@ class GraphStats:
 
     requests: Counter[str] = field(default_factory=Counter)
     bytes_downloaded: int = 0
+    resource_units: int = 0  # as costed by ingest.budget, every attempt included
+    budget_wait_s: float = 0.0
 
     def as_dict(self, throttled: int, retries: int) -> dict[str, object]:
         """The counters as plain JSON values."""
@@ -61,6 +68,8 @@ class GraphStats:
             "throttled": throttled,
             "retries": retries,
             "bytes_downloaded": self.bytes_downloaded,
+            "resource_units": self.resource_units,
+            "budget_wait_s": round(self.budget_wait_s, 3),
         }
 
 
@@ -101,9 +110,19 @@ def _graph_message(exc: APIError) -> str:
 
 
 class GraphClient:
-    """A msgraph-sdk client bound to one Graph endpoint, with spindex's retry policy."""
+    """A msgraph-sdk client bound to one Graph endpoint, with spindex's retry policy.
 
-    def __init__(self, settings: GraphSettings, credential: object, *, retrier: Retrier | None = None) -> None:
+    With a `budget`, every request waits for its resource units before it is sent.
+    """
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        credential: object,
+        *,
+        retrier: Retrier | None = None,
+        budget: GraphBudget | None = None,
+    ) -> None:
         from msgraph import GraphServiceClient
         from msgraph.graph_request_adapter import GraphRequestAdapter
         from msgraph_core import GraphClientFactory
@@ -125,15 +144,29 @@ class GraphClient:
         self.sdk = GraphServiceClient(request_adapter=self.adapter)
         self.settings = settings
         self.retrier = retrier or Retrier()
+        self.budget = budget
         self.stats = GraphStats()
         self._credential = credential
         self._plain_http: httpx.AsyncClient | None = None
 
-    async def _call(self, kind: str, call: Callable[[], Awaitable[T]], *, item: str | None = None) -> T:
-        """Run one Graph request under the retry policy; map its final failure to our errors."""
+    async def _call(
+        self,
+        kind: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        item: str | None = None,
+        cost: str | None = None,
+        count: int = 1,
+    ) -> T:
+        """Run one Graph request under the retry policy; map its final failure to our errors.
+
+        Each attempt first waits for the RU of `count` requests of kind `cost` (default:
+        `kind`; see ingest.budget), so the budget also covers retries.
+        """
 
         async def counted() -> T:
             self.stats.requests[kind] += 1
+            await self._spend(cost or kind, count)
             return await call()
 
         try:
@@ -142,6 +175,15 @@ class GraphClient:
             raise self._map_error(exc, kind, item) from None
         except (httpx.TransportError, TimeoutError) as exc:
             raise SourceUnavailable(f"Graph unreachable during {kind} ({type(exc).__name__})") from None
+
+    async def _spend(self, cost: str, count: int) -> None:
+        """Wait for the budget (if any) and count the resource units the request costs."""
+        if self.budget is None:
+            self.stats.resource_units += graph_request_cost(cost) * count
+            return
+        before = self.budget.waited_s
+        self.stats.resource_units += await self.budget.acquire(cost, count)
+        self.stats.budget_wait_s += self.budget.waited_s - before
 
     def _map_error(self, exc: APIError, kind: str, item: str | None) -> SpindexError:
         status = exc.response_status_code or 0
@@ -177,14 +219,14 @@ class GraphClient:
     async def all_sites(self) -> AsyncIterator[Any]:
         """Every site of the tenant (`getAllSites`, application permission), page by page."""
         builder = self.sdk.sites.get_all_sites
-        response = await self._call("site", builder.get)
+        response = await self._call("site", builder.get, cost="site_list")
         while True:
             for site in response.value or []:
                 yield site
             if not response.odata_next_link:
                 return
             link = response.odata_next_link
-            response = await self._call("site", lambda: builder.with_url(link).get())
+            response = await self._call("site", lambda: builder.with_url(link).get(), cost="site_list")
 
     async def drives(self, site_id: str, *, include_system: bool) -> list[Any]:
         """A site's document libraries; with `include_system`, hidden ones such as Site Pages."""
@@ -194,11 +236,11 @@ class GraphClient:
         query = DrivesRequestBuilder.DrivesRequestBuilderGetQueryParameters(select=select)
         config = RequestConfiguration(query_parameters=query)
         builder = self.sdk.sites.by_site_id(site_id).drives
-        response = await self._call("drive", lambda: builder.get(request_configuration=config))
+        response = await self._call("drive", lambda: builder.get(request_configuration=config), cost="drive_list")
         drives = list(response.value or [])
         while response.odata_next_link:
             link = response.odata_next_link
-            response = await self._call("drive", lambda: builder.with_url(link).get())
+            response = await self._call("drive", lambda: builder.with_url(link).get(), cost="drive_list")
             drives.extend(response.value or [])
         return drives
 
@@ -217,7 +259,8 @@ class GraphClient:
             config = RequestConfiguration()
         if sharing_changes:
             config.headers.add("Prefer", SHARING_PREFER)
-        response = await self._call("delta", lambda: builder.get(request_configuration=config), item=drive_id)
+        cost = "delta_initial" if link is None else "delta"
+        response = await self._call("delta", lambda: builder.get(request_configuration=config), item=drive_id, cost=cost)
         return DeltaPage(list(response.value or []), response.odata_next_link, response.odata_delta_link)
 
     async def item(self, drive_id: str, item_id: str) -> Any:
@@ -225,13 +268,33 @@ class GraphClient:
         builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id)
         return await self._call("item", builder.get, item=item_id)
 
-    async def download(self, drive_id: str, item_id: str) -> bytes:
-        """The file's bytes (Graph answers 302 to a pre-authenticated URL; the SDK follows it)."""
-        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id).content
-        content = await self._call("download", builder.get, item=item_id)
-        data = content or b""
+    async def download(self, drive_id: str, item_id: str, *, url: str | None = None) -> bytes:
+        """The file's bytes: from its pre-authenticated `url` when given and still valid, else
+        through `/content` (Graph answers 302 to such a URL; the SDK follows it)."""
+        data: bytes | None = None
+        if url is not None:
+            try:
+                data = await self._call("download", lambda: self._get_bytes(url), item=item_id)
+            except SourceUnavailable:
+                data = None  # the URL's host kept failing: try the Graph route
+        if data is None:
+            builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id).content
+            data = await self._call("download", builder.get, item=item_id) or b""
         self.stats.bytes_downloaded += len(data)
         return data
+
+    async def _get_bytes(self, url: str) -> bytes | None:
+        """GET a pre-authenticated URL (no Authorization header: it must not leave Graph's
+        host); None when the URL has lapsed, an APIError for a retryable failure."""
+        response = await self._raw_http().get(url, headers={"User-Agent": f"{USER_AGENT_PRODUCT}/{USER_AGENT_VERSION}"})
+        if response.status_code in _STALE_DOWNLOAD_URL:
+            return None
+        if response.status_code >= 400:
+            error = APIError(f"HTTP {response.status_code}")
+            error.response_status_code = response.status_code
+            error.response_headers = dict(response.headers)
+            raise error
+        return response.content
 
     async def permissions(self, drive_id: str, item_id: str) -> list[Any]:
         """The item's permissions (every page); raises PermissionsUnreadable when they cannot be read."""
@@ -264,11 +327,11 @@ class GraphClient:
         query = GraphSitePageRequestBuilder.GraphSitePageRequestBuilderGetQueryParameters(select=["id", "title"])
         config = RequestConfiguration(query_parameters=query)
         builder = self.sdk.sites.by_site_id(site_id).pages.graph_site_page
-        response = await self._call("page", lambda: builder.get(request_configuration=config))
+        response = await self._call("page", lambda: builder.get(request_configuration=config), cost="page_list")
         titles = {p.id: p.title or "" for p in response.value or [] if p.id}
         while response.odata_next_link:
             link = response.odata_next_link
-            response = await self._call("page", lambda: builder.with_url(link).get())
+            response = await self._call("page", lambda: builder.with_url(link).get(), cost="page_list")
             titles.update({p.id: p.title or "" for p in response.value or [] if p.id})
         return titles
 
@@ -281,22 +344,22 @@ class GraphClient:
     async def transitive_group_ids(self, user_id: str) -> list[str]:
         """Ids of every group the user belongs to, directly or through nesting (all pages)."""
         builder = self.sdk.users.by_user_id(user_id).transitive_member_of.graph_group
-        response = await self._call("user", builder.get, item=user_id)
+        response = await self._call("user", builder.get, item=user_id, cost="user_list")
         ids = [g.id for g in response.value or [] if g.id]
         while response.odata_next_link:
             link = response.odata_next_link
-            response = await self._call("user", lambda: builder.with_url(link).get(), item=user_id)
+            response = await self._call("user", lambda: builder.with_url(link).get(), item=user_id, cost="user_list")
             ids.extend(g.id for g in response.value or [] if g.id)
         return ids
 
     async def group_owner_ids(self, group_id: str) -> list[str]:
         """Object ids of a group's owners (all pages)."""
         builder = self.sdk.groups.by_group_id(group_id).owners
-        response = await self._call("user", builder.get, item=group_id)
+        response = await self._call("user", builder.get, item=group_id, cost="user_list")
         ids = [o.id for o in response.value or [] if o.id]
         while response.odata_next_link:
             link = response.odata_next_link
-            response = await self._call("user", lambda: builder.with_url(link).get(), item=group_id)
+            response = await self._call("user", lambda: builder.with_url(link).get(), item=group_id, cost="user_list")
             ids.extend(o.id for o in response.value or [] if o.id)
         return ids
 
@@ -310,7 +373,7 @@ class GraphClient:
         for start in range(0, len(item_ids), GRAPH_BATCH_MAX):
             part = list(item_ids[start : start + GRAPH_BATCH_MAX])
             urls = {str(n): f"/drives/{drive_id}/items/{item_id}/permissions" for n, item_id in enumerate(part)}
-            answers = await self._batch(urls)
+            answers = await self._batch(urls, kind="permissions")
             for n, item_id in enumerate(part):
                 status, body = answers[str(n)]
                 if status == 200:
@@ -326,7 +389,7 @@ class GraphClient:
 
         async def one(part: list[str]) -> None:
             urls = {str(n): f"/users/{quote(upn, safe='@')}?$select=id" for n, upn in enumerate(part)}
-            answers = await self._batch(urls)
+            answers = await self._batch(urls, kind="user")
             for n, upn in enumerate(part):
                 status, body = answers[str(n)]
                 if status == 200 and body.get("id"):
@@ -342,15 +405,20 @@ class GraphClient:
             await asyncio.gather(*(one(part) for part in parts[start : start + 4]))
         return ids
 
-    async def _batch(self, urls: Mapping[str, str]) -> dict[str, tuple[int, dict[str, Any]]]:
-        """GETs through one `$batch` request each round; returns id -> (status, body)."""
+    async def _batch(self, urls: Mapping[str, str], *, kind: str) -> dict[str, tuple[int, dict[str, Any]]]:
+        """GETs of `kind` through one `$batch` request each round; returns id -> (status, body).
+
+        Each round waits for the RU of every sub-request it carries (they are costed one by one).
+        """
         pending = dict(urls)
         answers: dict[str, tuple[int, dict[str, Any]]] = {}
         attempt = 0
         while pending:
             attempt += 1
             body = {"requests": [{"id": key, "method": "GET", "url": url} for key, url in pending.items()]}
-            response = await self._call("batch", lambda: self._post_json("/$batch", body))
+            response = await self._call(
+                "batch", lambda: self._post_json("/$batch", body), cost=kind, count=len(pending)
+            )
             throttled: list[Mapping[str, object]] = []
             for answer in response.get("responses", []):
                 key, status = str(answer.get("id")), int(answer.get("status", 0))

@@ -21,6 +21,7 @@ import typer
 from typer.testing import CliRunner
 
 from ingest.doctor import Diagnosis, diagnose
+from ingest.observability import NOISY_LOGGERS
 from jobs.demo import sandbox_overrides
 from jobs.ops_cli import register
 from sandbox.graph_common import ALL_PERMISSIONS
@@ -51,6 +52,8 @@ def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: tuple[Tenant
     for handler in list(root.handlers):  # the CLI installs one on a stream CliRunner closes
         if handler not in handlers:
             root.removeHandler(handler)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 async def run_doctor(sandbox: tuple[Tenant, SandboxServer], tmp_path: Path, **extra: Any) -> Diagnosis:

@@ -248,7 +248,7 @@ def _wait_for(condition: Any, *, timeout: float, what: str) -> None:
 
 
 def _cursors(state_dir: Path) -> dict[str, Any]:
-    return {p.stem: migrate_cursor(json.loads(p.read_text())) for p in state_dir.glob("drive-*.json")}
+    return {p.stem: migrate_cursor(json.loads(p.read_text())) for p in state_dir.glob("*.json")}
 
 
 def test_sigterm_mid_run_exits_0_with_committed_cursors_and_no_lease_held(
@@ -267,7 +267,11 @@ def test_sigterm_mid_run_exits_0_with_committed_cursors_and_no_lease_held(
             cwd=ROOT, env=_env(server, tenant, data, grace), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            _wait_for(lambda: bool(list(state_dir.glob("drive-*.json"))), timeout=60, what="a first committed batch")
+            _wait_for(
+                lambda: bool(list(state_dir.glob("*.json"))) or process.poll() is not None,
+                timeout=60, what="a first committed batch",
+            )
+            assert process.poll() is None, process.communicate()[1]
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=grace + 15)
         finally:

@@ -27,7 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.config import load_settings
-from ingest.observability import configure_logging
+from ingest.observability import NOISY_LOGGERS, configure_logging
 from ingest.runs import run_sync
 from sandbox.graph_common import ALL_PERMISSIONS, SITES_READ
 from sandbox.server import DEFAULT_CLIENT_ID, SandboxServer
@@ -172,6 +172,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def _records(caplog: pytest.LogCaptureFixture) -> str:

@@ -28,6 +28,7 @@ from ingest.config import load_settings
 from ingest.errors import ConfigError
 from ingest.observability import (
     MASK,
+    NOISY_LOGGERS,
     check_otel,
     configure_logging,
     record_run_metrics,
@@ -59,6 +60,8 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             root.removeHandler(handler)
     root.setLevel(level)
     monkeypatch.setattr(observability, "_process_run_id", None)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def lines(stream: io.StringIO) -> list[str]:
@@ -107,6 +110,17 @@ def test_text_on_a_terminal_and_the_environment_decides_over_it(monkeypatch: pyt
     configure_logging(stream=piped)
     log.info("hello")
     assert not lines(piped)[0].startswith("{")
+
+
+def test_the_settings_decide_once_loaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SPINDEX_LOG_FORMAT=json\nSPINDEX_LOG_LEVEL=warning\n")
+    settings = load_settings()
+    terminal = Terminal()
+    configure_logging(stream=terminal, settings=settings)
+    log.info("below the level")
+    log.warning("shown")
+    assert [entry["msg"] for entry in records(terminal)] == ["shown"]
 
 
 def test_configuring_again_replaces_the_handler() -> None:

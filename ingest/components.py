@@ -22,7 +22,7 @@ from ingest.graph.sharepoint_rest import SharePointRest
 from ingest.index.base import IndexCatalog, IndexStore
 from ingest.index.local import LocalIndexCatalog
 from ingest.source import SharePointSource
-from ingest.staging import LocalStaging
+from ingest.staging import BlobStaging, LocalStaging, Staging
 from ingest.state.base import StateStore
 from ingest.state.local import LocalStateStore
 
@@ -82,22 +82,31 @@ def build_catalog(settings: Settings) -> IndexCatalog:
     return AzureIndexCatalog(config.endpoint, credential)
 
 
-def build_state(settings: Settings) -> StateStore:
-    """Where cursors and leases live."""
-    config = settings.state
-    if config.backend == "local":
-        return LocalStateStore(settings.state_dir)
+def _blob_service(settings: Settings) -> Any:
     from azure.storage.blob.aio import BlobServiceClient
 
+    config = settings.state
+    if config.blob_connection_string is not None:
+        return BlobServiceClient.from_connection_string(config.blob_connection_string.get_secret_value())
+    if config.blob_account_url:
+        return BlobServiceClient(config.blob_account_url, credential=build_azure_credential(settings.azure, graph=settings.graph))
+    raise ConfigError("state.blob_account_url or state.blob_connection_string is required for state.backend=blob")
+
+
+def build_state(settings: Settings) -> StateStore:
+    """Where cursors and leases live."""
+    if settings.state.backend == "local":
+        return LocalStateStore(settings.state_dir)
     from ingest.state.blob import BlobStateStore
 
-    if config.blob_connection_string is not None:
-        service = BlobServiceClient.from_connection_string(config.blob_connection_string.get_secret_value())
-    elif config.blob_account_url:
-        service = BlobServiceClient(config.blob_account_url, credential=build_azure_credential(settings.azure, graph=settings.graph))
-    else:
-        raise ConfigError("state.blob_account_url or state.blob_connection_string is required for state.backend=blob")
-    return BlobStateStore(service, config.blob_container, lease_seconds=config.lease_seconds)
+    return BlobStateStore(_blob_service(settings), settings.state.blob_container, lease_seconds=settings.state.lease_seconds)
+
+
+def build_staging(settings: Settings, *, from_source: bool = False) -> Staging:
+    """Where extracted text is kept between runs: beside the state."""
+    if settings.state.backend == "local":
+        return LocalStaging(settings.data_dir / "staging", read=not from_source)
+    return BlobStaging(_blob_service(settings), settings.state.staging_container, read=not from_source)
 
 
 async def live_index(catalog: IndexCatalog, alias: str, dimensions: int) -> IndexStore:
@@ -126,7 +135,7 @@ class Parts:
     embedder: Embedder
     chunker: Chunker
     state: StateStore
-    staging: LocalStaging
+    staging: Staging
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +154,7 @@ async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncI
         embedder=embedder,
         chunker=Chunker(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
         state=build_state(settings),
-        staging=LocalStaging(settings.data_dir / "staging", read=not from_source),
+        staging=build_staging(settings, from_source=from_source),
     )
     try:
         yield parts
@@ -156,6 +165,7 @@ async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncI
         close_catalog = getattr(parts.catalog, "close", None)
         if close_catalog is not None:
             await close_catalog()
-        close_state = getattr(parts.state, "close", None)
-        if close_state is not None:
-            await close_state()
+        for part in (parts.state, parts.staging):
+            close = getattr(part, "close", None)
+            if close is not None:
+                await close()

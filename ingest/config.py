@@ -182,6 +182,7 @@ class StateSettings(BaseModel):
     blob_account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
     blob_connection_string: SecretStr | None = Field(None, description="Connection string (instead of Entra ID).")
     blob_container: str = Field("spindex-state", description="Container for cursors and leases.")
+    staging_container: str = Field("spindex-staging", description="Container for extracted text kept for rebuilds.")
     lease_seconds: int = Field(30, ge=15, le=60, description="Blob lease duration; renewed while a run holds it.")
 
 

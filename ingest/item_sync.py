@@ -23,7 +23,7 @@ from ingest.index.base import IndexStore
 from ingest.models import Acl, Chunk, IndexDoc, IndexedItem, SourceItem, chunk_key
 from ingest.report import RunReport
 from ingest.source import SharePointSource
-from ingest.staging import LocalStaging
+from ingest.staging import Staging
 from ingest.state.base import KnownBad
 
 
@@ -52,7 +52,7 @@ class ItemSync:
         report: RunReport,
         site_groups: SiteGroupResolver | None,
         reuse_from: IndexStore | None = None,
-        staging: LocalStaging | None = None,
+        staging: Staging | None = None,
     ) -> None:
         self.settings = settings
         self.source = source

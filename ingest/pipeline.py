@@ -37,7 +37,7 @@ from ingest.item_sync import ItemSync
 from ingest.models import Acl, DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
 from ingest.source import ChangeBatch, FolderState, SharePointSource
-from ingest.staging import LocalStaging
+from ingest.staging import Staging
 from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
 
 ProgressFn = Callable[[str, DriveRef | None, int], None]
@@ -93,7 +93,7 @@ class Pipeline:
         progress: ProgressFn | None = None,
         allow_mass_delete: bool = False,
         reuse_from: IndexStore | None = None,
-        staging: LocalStaging | None = None,
+        staging: Staging | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings

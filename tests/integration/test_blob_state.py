@@ -132,3 +132,26 @@ def test_a_run_meeting_a_leased_library_skips_it_and_never_processes_it(azurite:
         assert docs and all(d["drive_id"] != held for d in docs)
         report = sync(settings, full=False)  # lease released: the library is synced now
         assert report.leased == [] and any(d["drive_id"] == held for d in index_documents(settings))
+
+
+async def test_blob_staging_keeps_text_per_version(azurite: Azurite) -> None:
+    from ingest.errors import BadInput, CorruptFile
+    from ingest.models import Extracted, ItemRef, Section
+    from ingest.staging import BlobStaging
+
+    staging = BlobStaging(BlobServiceClient.from_connection_string(azurite.connection_string), "staging")
+    ref, other = ItemRef("b!drive", "item-1"), ItemRef("b!drive", "item-2")
+    try:
+        text = Extracted([Section("page one", 1), Section("page two", 2)], "Title")
+        await staging.put(ref, "c:{1},1", text)
+        assert await staging.get(ref, "c:{1},1") == text
+        assert await staging.get(ref, "c:{1},2") is None  # another version: download again
+        assert await staging.get(other, "c:{1},1") is None
+        await staging.put_bad(other, "c:{2},1", CorruptFile("damaged PDF"))
+        with pytest.raises(BadInput) as info:
+            await staging.get(other, "c:{2},1")
+        assert info.value.reason == "corrupt"
+        await staging.delete(ref)
+        assert await staging.get(ref, "c:{1},1") is None
+    finally:
+        await staging.close()

@@ -554,3 +554,10 @@ def test_deploy_doc_gives_the_command_and_the_permissions() -> None:
     assert "az deployment group create -g <rg> -f infra/bicep/main.bicep -p @infra/bicep/main.parameters.json" in doc
     for needed in ("Sites.Read.All", "Sites.Selected", "GroupMember.Read.All", "POST /sites/{id}/permissions", "admin consent", "application/x-pem-file"):
         assert needed in doc, needed
+
+
+def test_readme_deployment_section_names_every_parameter(main: BicepFile) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Deploying to Azure"):readme.index("## Configuration reference")]
+    missing = [name for name in main.params if f"`{name}`" not in section]
+    assert not missing, f"README's deployment section does not name: {missing}"

@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/spindex demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 clean:

@@ -6,6 +6,7 @@ It listens on a free port of 127.0.0.1 with in-memory persistence and is stopped
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import socket
 import subprocess
@@ -23,16 +24,18 @@ ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 def ensure_installed() -> Path:
     """The azurite-blob executable, installed with npm into the venv on first use."""
     binary = INSTALL_DIR / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is needed to install Azurite for the Blob state tests")
-        INSTALL_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(INSTALL_DIR), "--no-audit", "--no-fund", "--silent", AZURITE_SPEC],
-            check=True,
-            timeout=600,
-        )
+    INSTALL_DIR.mkdir(parents=True, exist_ok=True)
+    with open(INSTALL_DIR / ".install.lock", "a+") as lock:  # parallel test workers install once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RuntimeError("npm is needed to install Azurite for the Blob state tests")
+            subprocess.run(
+                [npm, "install", "--prefix", str(INSTALL_DIR), "--no-audit", "--no-fund", "--silent", AZURITE_SPEC],
+                check=True,
+                timeout=600,
+            )
     return binary
 
 

@@ -11,9 +11,13 @@ What each permission form becomes (the documented policy):
 - organization-wide links widen nothing unless `acl.widen_organization_links` is set, which
   maps them to the principal value for "everyone except external users"; anonymous links
   never widen the ACL (the index is for signed-in readers);
-- a SharePoint site group (`grantedToV2.siteGroup`) is resolved by `SiteGroupResolver`; when
-  no resolver is configured, or it fails, the grant is recorded as unresolved. A failure that
-  leaves the item's readers unknown makes the whole item unsearchable (fail closed).
+- a SharePoint site group (`grantedToV2.siteGroup`) is resolved by `SiteGroupResolver` through
+  SharePoint REST to its members' login claims, and a site user (`siteUser`) by its claim:
+  users -> object ids, security and Microsoft 365 groups -> group ids, a Microsoft 365 group's
+  `_o` owners claim -> its owners' user ids, "Everyone except external users" and "Everyone"
+  -> the principal values of `ingest/query.py` (unless `acl.everyone_claims` is off). A claim
+  that cannot be mapped makes the group unreadable, and an unreadable group makes the item
+  unsearchable (fail closed). Without a resolver the grant is recorded as unresolved.
 
 Every role (`read`, `write`, `owner`, ...) grants read access.
 """

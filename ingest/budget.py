@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ingest.config import BudgetSettings
 from ingest.retry import Clock
 
 # Resource units per Graph request (SharePoint "avoid getting throttled" guide, resource unit
@@ -202,3 +203,18 @@ class EmbeddingBudget:
                 raise
             self.waited_s += delay
         return delay
+
+
+def graph_budget(settings: BudgetSettings, *, clock: Clock | None = None) -> GraphBudget | None:
+    """The Graph budget the settings ask for; None when pacing is switched off."""
+    if settings.graph_ru_per_minute is None:
+        return None
+    return GraphBudget.per_minute(settings.graph_ru_per_minute, burst_s=settings.graph_burst_seconds, clock=clock)
+
+
+def embedding_budget(settings: BudgetSettings, *, clock: Clock | None = None) -> EmbeddingBudget | None:
+    """The embedding budget the settings ask for; None when both TPM and RPM are unlimited."""
+    tpm, rpm = settings.embedding_tokens_per_minute, settings.embedding_requests_per_minute
+    if tpm is None and rpm is None:
+        return None
+    return EmbeddingBudget.per_minute(tpm, rpm, burst_s=settings.embedding_burst_seconds, clock=clock)

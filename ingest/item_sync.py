@@ -4,31 +4,47 @@
 - content unchanged (`cTag` equal): merge metadata and/or ACL, no download, no embedding;
 - content new or changed: download, extract, chunk, embed only chunks whose text hash is new,
   upsert, then prune the item's stale chunks.
+
+Extraction and chunking run in a process pool (`ExtractionPool`), so that parsing a PDF never
+holds the event loop's interpreter lock; embedding requests of concurrent items may share one
+request (`EmbeddingBatcher`, when `sync.embed_linger_ms` > 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import concurrent.futures
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ingest.acl import SiteGroupResolver, permissions_to_acl
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
-from ingest.errors import BadInput, EmptyFile, TooLarge, UnsupportedFormat
+from ingest.embedding.base import MAX_TOKENS_PER_REQUEST
+from ingest.errors import BadInput, CorruptFile, EmptyFile, SystemicError, TooLarge, UnsupportedFormat
 from ingest.extract import extract, is_supported
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
-from ingest.models import Acl, Chunk, IndexDoc, IndexedItem, SourceItem, chunk_key
+from ingest.models import Acl, Chunk, Extracted, IndexDoc, IndexedItem, SourceItem, chunk_key
 from ingest.report import RunReport
 from ingest.source import SharePointSource
 from ingest.staging import Staging
 from ingest.state.base import KnownBad
 
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 UNREADABLE_ACL_HASH = "unreadable"  # stored with empty group_ids/user_ids: nobody matches
 NATIVE_ACL_MAX_VALUES = 1000  # values per permission field of Azure AI Search's native ACLs (preview)
+WORKER_MAX_TASKS = 500  # documents per extraction worker before it is replaced: bounds parser caches
 
 
 @dataclass(slots=True)
@@ -36,6 +52,185 @@ class Outcome:
     """What happened to one item: a change kind from `report.CHANGE_KINDS`."""
 
     kind: str
+
+
+ChunkParams = tuple[int, int, str]  # chunk_tokens, overlap_tokens, encoding: enough to rebuild a Chunker
+
+
+def extract_and_chunk(
+    name: str, mime_type: str | None, content: bytes, params: ChunkParams, keep_text: bool
+) -> tuple[Extracted | None, list[Chunk]]:
+    """A file's chunks, and its extracted text when `keep_text`; BadInput when it cannot be indexed.
+
+    Pure and importable by name, so that a worker process can run it.
+    """
+    extracted = extract(name, mime_type, content)
+    return (extracted if keep_text else None), _chunker(params).chunk(extracted)
+
+
+def chunk_text(extracted: Extracted, params: ChunkParams) -> list[Chunk]:
+    """The chunks of already extracted text (a staged extraction), for a worker process."""
+    return _chunker(params).chunk(extracted)
+
+
+@functools.lru_cache(maxsize=4)
+def _chunker(params: ChunkParams) -> Chunker:
+    return Chunker(*params)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class ExtractionPool:
+    """Extraction and chunking off the event loop, in worker processes where the platform allows.
+
+    `processes` workers (None: one per core) start on first use, forked from a server that has
+    spindex's modules loaded, so a worker costs milliseconds to start. Where processes cannot
+    be had (no fork server or semaphores, or `processes=0`) the work runs in threads of this
+    process instead. A worker that dies takes its jobs with it: each is retried once in a
+    fresh pool, and a document that kills a second worker is reported as corrupt.
+    """
+
+    def __init__(self, processes: int | None) -> None:
+        self.processes = _cores() if processes is None else processes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._use_threads = self.processes == 0
+
+    @property
+    def uses_processes(self) -> bool:
+        """True while jobs go to worker processes."""
+        return not self._use_threads
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        if self._use_threads:
+            return None
+        if self._pool is None:
+            try:
+                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+                context = multiprocessing.get_context(method)
+                if method == "forkserver":
+                    context.set_forkserver_preload(["ingest.item_sync"])
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    self.processes, mp_context=context, max_tasks_per_child=WORKER_MAX_TASKS
+                )
+            except (OSError, NotImplementedError, ImportError, ValueError) as exc:
+                log.warning("no process pool for extraction (%s); using threads", type(exc).__name__)
+                self._use_threads = True
+                return None
+        return self._pool
+
+    async def run(self, job: Callable[[], T]) -> T:
+        """`job()` (a picklable partial of a module-level function) in a worker; its result or error."""
+        for attempt in (1, 2):
+            pool = self._executor()
+            if pool is None:
+                break
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, job)
+            except BrokenProcessPool:
+                if self._pool is pool:  # the first of its victims replaces it
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if attempt == 2:
+                    raise CorruptFile("extraction crashed its worker process twice") from None
+            except (OSError, RuntimeError) as exc:  # the pool could not start its workers
+                log.warning("extraction workers unavailable (%s); using threads", type(exc).__name__)
+                self._use_threads = True
+                break
+        return await asyncio.to_thread(job)
+
+    def close(self) -> None:
+        """Stop the workers; later jobs would start a new pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+@dataclass
+class _Waiting:
+    texts: list[str]
+    tokens: list[int]
+    future: asyncio.Future[list[list[float]]]
+
+
+@dataclass
+class EmbeddingBatcher:
+    """Lets concurrent items share embedding requests.
+
+    Texts asked for within `linger_s` of the first waiting ones go out in one call to the
+    embedder, made at once when `max_inputs` inputs or `max_tokens` tokens are waiting. Each
+    caller gets its own vectors, in order. An input error (ValueError) is retried caller by
+    caller, so that it reaches only the item it belongs to; any other error reaches every
+    caller of the request.
+    """
+
+    embedder: Embedder
+    linger_s: float
+    max_inputs: int
+    max_tokens: int = MAX_TOKENS_PER_REQUEST
+    on_request: Callable[[int, int], None] = lambda inputs, tokens: None
+    _waiting: list[_Waiting] = field(default_factory=list)
+    _inputs: int = 0
+    _tokens: int = 0
+    _timer: asyncio.TimerHandle | None = None
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def embed(self, texts: Sequence[str], tokens: Sequence[int]) -> list[list[float]]:
+        """One vector per text, in order, possibly from a request shared with other callers."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(list(texts), list(tokens), loop.create_future())
+        self._waiting.append(waiting)
+        self._inputs += len(waiting.texts)
+        self._tokens += sum(waiting.tokens)
+        if self._inputs >= self.max_inputs or self._tokens >= self.max_tokens:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.linger_s, self._flush)
+        return await waiting.future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        group, self._waiting, self._inputs, self._tokens = self._waiting, [], 0, 0
+        if group:
+            task = asyncio.get_running_loop().create_task(self._send(group))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, group: list[_Waiting]) -> None:
+        texts = [text for waiting in group for text in waiting.texts]
+        try:
+            vectors = await self.embedder.embed(texts)
+        except ValueError as exc:
+            if len(group) == 1:
+                _settle(group[0], exc)
+            else:
+                for waiting in group:  # find whose input it was
+                    await self._send([waiting])
+            return
+        except Exception as exc:  # systemic: every caller's run is over anyway
+            for waiting in group:
+                _settle(waiting, exc)
+            return
+        self.on_request(len(texts), sum(sum(waiting.tokens) for waiting in group))
+        start = 0
+        for waiting in group:
+            _settle(waiting, vectors[start : start + len(waiting.texts)])
+            start += len(waiting.texts)
+
+
+def _settle(waiting: _Waiting, outcome: list[list[float]] | BaseException) -> None:
+    if waiting.future.done():  # its item was cancelled meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        waiting.future.set_exception(outcome)
+    else:
+        waiting.future.set_result(outcome)
 
 
 class ItemSync:
@@ -63,6 +258,17 @@ class ItemSync:
         self.site_groups = site_groups
         self.reuse_from = reuse_from  # a rebuild takes vectors of unchanged text from the live index
         self.staging = staging
+        self.extraction = ExtractionPool(settings.sync.extract_processes)
+        linger_s = settings.sync.embed_linger_ms / 1000
+        self.batcher = (
+            EmbeddingBatcher(embedder, linger_s, settings.embedding.batch_inputs, on_request=self._count_request)
+            if linger_s > 0
+            else None
+        )
+
+    def close(self) -> None:
+        """Stop the extraction workers; call it when the run is over."""
+        self.extraction.close()
 
     def precheck(self, item: SourceItem, known_bad: Mapping[str, KnownBad]) -> None:
         """Refuse, from the listing alone, what is not worth a download."""
@@ -130,23 +336,7 @@ class ItemSync:
 
     async def reindex(self, item: SourceItem, indexed: IndexedItem | None, acl: Acl) -> Outcome:
         """New or changed content: download, extract, chunk, embed only new text, upsert, prune."""
-        extracted = await self.staging.get(item.ref, item.ctag) if self.staging is not None else None
-        if extracted is None:
-            content = await self.source.fetch(item)
-            crash_point("download")
-            if len(content) > self.settings.max_file_bytes:
-                raise TooLarge(f"download of {len(content)} bytes is over the {self.settings.sync.max_file_mb:g} MB limit")
-            try:
-                extracted = await asyncio.to_thread(extract, item.name, item.mime_type, content)
-            except BadInput as exc:
-                if self.staging is not None:
-                    await self.staging.put_bad(item.ref, item.ctag, exc)
-                raise
-            if self.staging is not None:
-                await self.staging.put(item.ref, item.ctag, extracted)
-        else:
-            self.report.index["staged_reads"] += 1
-        chunks = await asyncio.to_thread(self.chunker.chunk, extracted)
+        chunks = await self._chunks(item)
         if not chunks:
             raise EmptyFile("no text to index")
         vectors = await self._vectors(item, chunks, indexed)
@@ -159,6 +349,43 @@ class ItemSync:
         crash_point("prune")
         self.report.index["documents_upserted"] += len(docs)
         return Outcome("created" if indexed is None else "content_changed")
+
+    async def _chunks(self, item: SourceItem) -> list[Chunk]:
+        """The item's chunks: from its staged text, else downloaded and extracted (in a worker)."""
+        # A chunker of another type may not be rebuildable in a worker: it chunks here.
+        params = (
+            (self.chunker.chunk_tokens, self.chunker.overlap_tokens, self.chunker.encoding)
+            if type(self.chunker) is Chunker
+            else None
+        )
+        extracted = await self.staging.get(item.ref, item.ctag) if self.staging is not None else None
+        if extracted is not None:
+            self.report.index["staged_reads"] += 1
+            if params is None:
+                return await asyncio.to_thread(self.chunker.chunk, extracted)
+            return await self.extraction.run(functools.partial(chunk_text, extracted, params))
+        content = await self.source.fetch(item)
+        crash_point("download")
+        if len(content) > self.settings.max_file_bytes:
+            raise TooLarge(f"download of {len(content)} bytes is over the {self.settings.sync.max_file_mb:g} MB limit")
+        try:
+            if params is not None:
+                job = functools.partial(
+                    extract_and_chunk, item.name, item.mime_type, content, params, self.staging is not None
+                )
+                del content  # only the job holds the bytes now: they go once a worker has them
+                extracted, chunks = await self.extraction.run(job)
+            else:
+                extracted = await self.extraction.run(functools.partial(extract, item.name, item.mime_type, content))
+                del content
+                chunks = await asyncio.to_thread(self.chunker.chunk, extracted)
+        except BadInput as exc:
+            if self.staging is not None:
+                await self.staging.put_bad(item.ref, item.ctag, exc)
+            raise
+        if self.staging is not None and extracted is not None:
+            await self.staging.put(item.ref, item.ctag, extracted)
+        return chunks
 
     async def _vectors(self, item: SourceItem, chunks: Sequence[Chunk], indexed: IndexedItem | None) -> dict[str, list[float]]:
         """Vectors by content hash: reused from the index (or the live one) where text is unchanged."""
@@ -177,18 +404,28 @@ class ItemSync:
         for chunk in chunks:
             if chunk.content_hash not in found:
                 todo.setdefault(chunk.content_hash, chunk)
-        batch_size = self.settings.embedding.batch_inputs
         pending = list(todo.values())
-        for start in range(0, len(pending), batch_size):
-            part = pending[start : start + batch_size]
-            result = await self.embedder.embed([c.text for c in part])
-            self.report.embedding["requests"] += 1
-            self.report.embedding["inputs"] += len(part)
-            self.report.embedding["tokens"] += sum(c.token_count for c in part)
-            for chunk, vector in zip(part, result, strict=True):
-                found[chunk.content_hash] = vector
+        if self.batcher is not None and pending:
+            result = await self.batcher.embed([c.text for c in pending], [c.token_count for c in pending])
+            found.update((chunk.content_hash, vector) for chunk, vector in zip(pending, result, strict=True))
+        else:
+            batch_size = self.settings.embedding.batch_inputs
+            for start in range(0, len(pending), batch_size):
+                part = pending[start : start + batch_size]
+                result = await self.embedder.embed([c.text for c in part])
+                self._count_request(len(part), sum(c.token_count for c in part))
+                for chunk, vector in zip(part, result, strict=True):
+                    found[chunk.content_hash] = vector
         self.report.embedding["reused"] += len(wanted) - len(todo)
+        budget = getattr(self.embedder, "budget", None)
+        if budget is not None:
+            self.report.embedding["budget_wait_s"] = round(budget.waited_s, 3)
         return found
+
+    def _count_request(self, inputs: int, tokens: int) -> None:
+        self.report.embedding["requests"] += 1
+        self.report.embedding["inputs"] += inputs
+        self.report.embedding["tokens"] += tokens
 
     def _doc(self, item: SourceItem, acl: Acl, chunk: Chunk, count: int, vector: list[float], parent: str) -> IndexDoc:
         return IndexDoc(

@@ -1,7 +1,9 @@
 """Embeddings from OpenAI or Azure OpenAI, through the openai SDK.
 
 The SDK does the HTTP work and the retries (Retry-After honoured, 408/409/429/5xx retried
-`max_retries` times; platform-facts §13). This module cuts requests to the service limits,
+`max_retries` times; platform-facts §13). With an `EmbeddingBudget` each request first waits
+for its tokens and its slot in the deployment's TPM and RPM quota (the SDK's own retries of a
+throttled request are not re-costed). This module cuts requests to the service limits,
 checks what comes back, and turns the SDK's errors into spindex's: refused credentials are an
 `AuthError`; an endpoint that stays unreachable, overloaded or rate-limited after the SDK's
 retries is a `SystemicError`; one input over the model's token limit is a `ValueError` that
@@ -23,6 +25,7 @@ import numpy as np
 import openai
 from openai.types import Embedding
 
+from ingest.budget import EmbeddingBudget
 from ingest.chunking import DEFAULT_ENCODING, get_encoding
 from ingest.embedding.base import (
     MAX_INPUTS_PER_REQUEST,
@@ -72,6 +75,7 @@ class OpenAIEmbedder:
         timeout: float = 60.0,
         send_dimensions: bool | None = None,
         encoding: str = DEFAULT_ENCODING,
+        budget: EmbeddingBudget | None = None,
     ) -> None:
         if not model:
             raise ConfigError("embedding model name is empty")
@@ -92,6 +96,7 @@ class OpenAIEmbedder:
         self.requests = 0
         self.inputs = 0
         self.tokens = 0
+        self.budget = budget
         self._send_dimensions = _takes_dimensions(model) if send_dimensions is None else send_dimensions
         self._encoding = encoding
         self._secret = api_key
@@ -169,6 +174,8 @@ class OpenAIEmbedder:
     async def _embed_batch(self, batch: list[str], counts: list[int], offset: int) -> list[list[float]]:
         """The vectors of one request's inputs; `offset` is the first input's index in the
         caller's list, for error messages."""
+        if self.budget is not None:
+            await self.budget.acquire(sum(counts))
         try:
             # encoding_format is left to the SDK: it asks for base64 (a third of the bytes of
             # JSON floats) and decodes it.

@@ -18,9 +18,11 @@ import functools
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from ingest.acl import SiteGroupResolver, permissions_to_acl
@@ -78,6 +80,22 @@ def _chunker(params: ChunkParams) -> Chunker:
     return Chunker(*params)
 
 
+def _main_reruns_safely() -> bool:
+    """False when workers would re-run the main script: they import it (as Python's spawn and
+    forkserver do), and a script without an `if __name__ == "__main__":` guard would sync again."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.endswith("__main__"):
+        return True  # `python -m package`: workers do not import it
+    path = getattr(main, "__file__", None)
+    if not path:
+        return True  # an interactive session: nothing to re-run
+    try:
+        return "__main__" in Path(path).read_text(errors="replace")
+    except OSError:
+        return True
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -90,8 +108,9 @@ class ExtractionPool:
 
     `processes` workers (None: one per core) start on first use, forked from a server that has
     spindex's modules loaded, so a worker costs milliseconds to start. Where processes cannot
-    be had (no fork server or semaphores, or `processes=0`) the work runs in threads of this
-    process instead. A worker that dies takes its jobs with it: each is retried once in a
+    be had (no fork server or semaphores, `processes=0`, or a main script without an
+    `if __name__ == "__main__":` guard, which workers would re-run) the work runs in threads
+    of this process instead. A worker that dies takes its jobs with it: each is retried once in a
     fresh pool, and a document that kills a second worker is reported as corrupt.
     """
 
@@ -99,6 +118,9 @@ class ExtractionPool:
         self.processes = _cores() if processes is None else processes
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._use_threads = self.processes == 0
+        if not self._use_threads and not _main_reruns_safely():
+            log.warning("the main script has no `if __name__ == \"__main__\":` guard; extracting in threads")
+            self._use_threads = True
 
     @property
     def uses_processes(self) -> bool:

@@ -41,7 +41,7 @@ class DriveRoutes:
         lowered = [s.lower() for s in rest]
         if not rest:
             return "drive", lambda: self._drive(request, drive_id)
-        # `/root/...` and `/items/root/...` (and `/items/{rootId}/...`) name the same item.
+        # `/root/<rest>` and `/items/root/<rest>` (and `/items/{rootId}/<rest>`) name the same item.
         if lowered[0] == "root":
             item_id, sub = "root", rest[1:]
         elif lowered[0] == "items" and len(rest) >= 2:

@@ -57,8 +57,11 @@ class World:
             SPINDEX_GRAPH__SHAREPOINT_URL=self.server.base_url,
             SPINDEX_GRAPH__PAGE_SIZE=str(PAGE_SIZE),
         )
+        # No pipes: extraction pool workers outlive a SIGKILLed parent for a moment, and would
+        # hold captured pipes open.
         done = subprocess.run(
-            [sys.executable, "-m", "jobs", "delta"], cwd=ROOT, env=env, capture_output=True, timeout=300
+            [sys.executable, "-m", "jobs", "delta"], cwd=ROOT, env=env, timeout=300,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         return done.returncode
 

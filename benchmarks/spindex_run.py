@@ -16,7 +16,6 @@ import contextlib
 import json
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,40 +48,16 @@ def settings_for(config: dict[str, Any]) -> Any:
     )
 
 
-def _wire_budgets() -> list[str]:
-    """Attach the configured budgets if `open_parts` does not (yet) build them itself."""
-    import ingest.runs as runs
-    from ingest.budget import embedding_budget, graph_budget
-
-    original = runs.open_parts
-    wired: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def open_parts(settings: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async with original(settings, **kwargs) as parts:
-            if parts.graph.budget is None and settings.budget.graph_ru_per_minute:
-                parts.graph.budget = graph_budget(settings.budget)
-                wired.append("graph")
-            if getattr(parts.embedder, "budget", "n/a") is None:
-                parts.embedder.budget = embedding_budget(settings.budget)
-                wired.append("embedding")
-            yield parts
-
-    runs.open_parts = open_parts  # type: ignore[assignment]
-    return wired
-
-
-def _chunks(index_dir: Path) -> dict[str, tuple[str, str]]:
-    """Chunk key -> (content hash, text) of the local index behind the alias."""
-    found: dict[str, tuple[str, str]] = {}
+def _rows(index_dir: Path, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of every chunk of the local index (read after the sync's memory is measured)."""
+    rows: list[tuple[Any, ...]] = []
     for path in index_dir.glob("*.sqlite"):
         with contextlib.closing(sqlite3.connect(path)) as db:
             try:
-                rows = db.execute("SELECT id, content_hash, content FROM docs").fetchall()
+                rows.extend(db.execute(f"SELECT {columns} FROM docs"))
             except sqlite3.Error:
                 continue
-        found.update({key: (digest, text) for key, digest, text in rows})
-    return found
+    return rows
 
 
 def main(config: dict[str, Any]) -> dict[str, Any]:
@@ -91,15 +66,18 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     from ingest.runs import run_sync
 
     settings = settings_for(config)
-    wired = _wire_budgets()
     full = config["mode"] == "full"
-    before = {} if full else _chunks(settings.index_dir)
+    known = set() if full else {digest for (digest,) in _rows(settings.index_dir, "content_hash")}
     load_before = load_average()
     with PeakMemory() as memory, Stopwatch() as watch:
         report = asyncio.run(run_sync(settings, full=full))
-    after = _chunks(settings.index_dir)
-    known = {digest for digest, _ in before.values()}
-    new_chunks = [text for key, (digest, text) in after.items() if digest not in known]
+    peak = memory.result()  # before this process reads the index back for the figures below
+    chunks = 0
+    new_chunks: list[str] = []
+    for digest, text in _rows(settings.index_dir, "content_hash, NULL" if full else "content_hash, content"):
+        chunks += 1
+        if not full and digest not in known:
+            new_chunks.append(text)
     totals = report.totals()
     return {
         "mode": config["mode"],
@@ -109,11 +87,10 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         "graph": report.graph,
         "embedding": dict(report.embedding),
         "index": dict(report.index),
-        "memory": memory.result(),
-        "budgets_attached_by_benchmark": wired,
+        "memory": peak,
         "new_chunks": len(new_chunks),
         "new_chunk_tokens": sum(count_tokens(text) for text in new_chunks),
-        "chunks_in_index": len(after),
+        "chunks_in_index": chunks,
         "load_average": [load_before, load_average()],
         "failed": [f"{p.name}: {p.reason}" for p in report.failed[:5]],
     }

@@ -151,7 +151,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "graph_ru_per_doc": round(base_graph["ru"] / max(1, baseline["documents"]), 3),
             "embedding_tokens_per_doc": round(base_embed.get("tokens", 0) / max(1, baseline["documents"]), 1),
         },
-        "budgets_attached_by_benchmark": full["budgets_attached_by_benchmark"],
         "load_average_end": load_average(),
     }
 

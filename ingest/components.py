@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.acl import ClaimsSiteGroupResolver
+from ingest.budget import embedding_budget, graph_budget
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder, OfflineEmbedder, OpenAIEmbedder
@@ -43,6 +44,7 @@ def build_embedder(settings: Settings) -> Embedder:
             base_url=config.endpoint,
             api_key=key,
             max_batch_inputs=config.batch_inputs,
+            budget=embedding_budget(settings.budget),
         )
     token_provider = None
     if key is None:
@@ -61,6 +63,7 @@ def build_embedder(settings: Settings) -> Embedder:
         api_key=key,
         token_provider=token_provider,
         max_batch_inputs=config.batch_inputs,
+        budget=embedding_budget(settings.budget),
     )
 
 
@@ -142,7 +145,7 @@ class Parts:
 async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncIterator[Parts]:
     """Build the parts of a run from settings and close them all afterwards."""
     credential: Any = build_graph_credential(settings.graph)
-    graph = GraphClient(settings.graph, credential)
+    graph = GraphClient(settings.graph, credential, budget=graph_budget(settings.budget))
     rest = SharePointRest(credential, base_url_override=settings.graph.sharepoint_url, retrier=graph.retrier)
     embedder = build_embedder(settings)
     parts = Parts(

@@ -113,17 +113,20 @@ class Pipeline:
 
     async def run(self, *, full: bool) -> RunReport:
         """Sync every configured library; raises SystemicError to abort the run."""
-        drives = await self.source.drives()
-        self.progress("drives", None, len(drives))
-        for drive in drives:
-            self._check_stop()
-            self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
-            try:
-                async with self.state.lease(drive.state_key(self.index.name)):
-                    await self.sync_drive(drive, full=full)
-            except LeaseHeld:
-                # Another run (a long full run, another replica) has this library: leave it be.
-                self.report.leased.append(drive.drive_id)
+        try:
+            drives = await self.source.drives()
+            self.progress("drives", None, len(drives))
+            for drive in drives:
+                self._check_stop()
+                self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
+                try:
+                    async with self.state.lease(drive.state_key(self.index.name)):
+                        await self.sync_drive(drive, full=full)
+                except LeaseHeld:
+                    # Another run (a long full run, another replica) has this library: leave it be.
+                    self.report.leased.append(drive.drive_id)
+        finally:
+            self.items.close()  # the extraction workers
         return self.report
 
     async def sync_drive(self, drive: DriveRef, *, full: bool) -> None:

@@ -25,11 +25,13 @@ from tests.fakes.embeddings_server import FakeEmbeddingsServer
 
 EMBEDDING_DIMENSIONS = 64
 EMBEDDING_KEY = "test-key"
+# The sandbox and the fake endpoint have no quotas unless a test gives them one: no client pacing.
+UNPACED = {"graph_ru_per_minute": None, "embedding_tokens_per_minute": None, "embedding_requests_per_minute": None}
 
 
 def spindex_settings(server: SandboxServer, tenant: Tenant, data_dir: Path, embeddings: FakeEmbeddingsServer | None, **extra: Any) -> Settings:
     """Settings for a sandbox, a data folder and (optionally) the fake embeddings endpoint."""
-    overrides: dict[str, Any] = {"data_dir": data_dir, **sandbox_overrides(server, tenant)}
+    overrides: dict[str, Any] = {"data_dir": data_dir, **sandbox_overrides(server, tenant), "budget": UNPACED}
     if embeddings is not None:
         overrides["embedding"] = {
             "provider": "openai",

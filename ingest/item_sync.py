@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from ingest.acl import SiteGroupResolver, permissions_to_acl
+from ingest.acl import AclResult, SiteGroupResolver, permissions_to_acl
+from ingest.acl_scopes import AclScopes, AclTable
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
@@ -34,7 +35,7 @@ from ingest.errors import BadInput, CorruptFile, EmptyFile, SystemicError, TooLa
 from ingest.extract import extract, is_supported
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
-from ingest.models import Acl, Chunk, Extracted, IndexDoc, IndexedItem, SourceItem, chunk_key
+from ingest.models import Acl, Chunk, DriveRef, Extracted, IndexDoc, IndexedItem, SourceItem, chunk_key
 from ingest.report import RunReport
 from ingest.source import SharePointSource
 from ingest.staging import Staging
@@ -281,6 +282,7 @@ class ItemSync:
         self.reuse_from = reuse_from  # a rebuild takes vectors of unchanged text from the live index
         self.staging = staging
         self.extraction = ExtractionPool(settings.sync.extract_processes)
+        self.scopes = AclScopes(self._read_scope, source.folder_inherits)
         linger_s = settings.sync.embed_linger_ms / 1000
         self.batcher = (
             EmbeddingBatcher(embedder, linger_s, settings.embedding.batch_inputs, on_request=self._count_request)
@@ -304,19 +306,45 @@ class ItemSync:
         if bad is not None and item.ctag is not None and bad.ctag == item.ctag:
             raise BadInput(f"{bad.message} (unchanged since; not downloaded again)", reason=bad.reason)
 
-    async def acl(self, item: SourceItem) -> Acl:
-        """The item's readers; raises PermissionsUnreadable (fail closed) when unknown."""
-        permissions = await self.source.permissions(item)
-        result = await permissions_to_acl(
-            permissions, site=item.drive.site, policy=self.settings.acl, site_groups=self.site_groups
-        )
+    async def acl(
+        self, item: SourceItem, indexed: IndexedItem | None = None, *, table: AclTable | None = None, keep: bool = False
+    ) -> Acl:
+        """The item's readers; raises PermissionsUnreadable (fail closed) when unknown.
+
+        With `keep` (a delta run), an item that a delta page listed without a sharing change,
+        in the same folder as before, keeps the readers its index documents carry, when
+        `table` knows them (a moved item may inherit from elsewhere now). Otherwise they come
+        from the item's permission scope (`ingest/acl_scopes.py`). ACLs found are added to
+        `table`.
+        """
+        if (
+            keep
+            and table is not None
+            and indexed is not None
+            and item.inherits is not None  # listed by a delta page that reports sharing changes
+            and not item.shared_changed
+            and tuple(indexed.ancestor_ids) == tuple(item.ancestor_ids)
+        ):
+            kept = table.get(indexed.acl_hash)
+            if kept is not None:
+                self.report.index["acls_kept"] += 1
+                return kept
+        result = await self.scopes.result_for(item)
         if result.unresolved:
             self.report.unresolved_grants[item.ref.item_id] = sorted(set(result.unresolved))
         acl = result.acl
         if max(len(acl.group_ids), len(acl.user_ids)) > NATIVE_ACL_MAX_VALUES:
             # spindex's own filter has no cap, but a reader using the service's native ACLs would.
             self.report.large_acls[item.ref.item_id] = {"groups": len(acl.group_ids), "users": len(acl.user_ids)}
+        if table is not None:
+            table.add([acl])
         return acl
+
+    async def _read_scope(self, drive: DriveRef, item_id: str) -> AclResult:
+        """The readers of one permission scope: an item, a folder or the library root."""
+        permissions = await self.source.permissions_of(drive, item_id)
+        self.report.index["permission_reads"] += 1
+        return await permissions_to_acl(permissions, site=drive.site, policy=self.settings.acl, site_groups=self.site_groups)
 
     async def lock(self, item: SourceItem, indexed: IndexedItem | None) -> None:
         """Make an indexed item searchable by nobody, keeping its chunks for a cheap restore."""

@@ -115,6 +115,7 @@ class SourceItem:
     page_id: str | None = None
     shared_changed: bool = False
     ancestor_ids: tuple[str, ...] = ()
+    inherits: bool | None = None  # True: listed as inheriting its folder's permissions; None: unknown
 
     def metadata_fields(self) -> dict[str, object]:
         """The index fields that a rename or move changes, and that a merge rewrites."""

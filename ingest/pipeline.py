@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.acl import SiteGroupResolver
+from ingest.acl_scopes import AclTable
 from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
@@ -72,6 +73,7 @@ class DriveRun:
     indexed_at_start: int
     known_bad: dict[str, KnownBad]
     pending: set[str]
+    acls: AclTable = field(default_factory=AclTable)
     seen: set[str] = field(default_factory=set)
     deleted: int = 0
 
@@ -142,6 +144,7 @@ class Pipeline:
             indexed_at_start=len(await self.index.drive_items(drive.drive_id)),
             known_bad=dict(cursor.bad_content) if cursor else {},
             pending=set(cursor.pending_retry) if cursor else set(),
+            acls=AclTable(cursor.acls if cursor else None),
         )
         self.report.count(drive.drive_id, "created", 0)
         if run.pending and not fresh:
@@ -154,7 +157,8 @@ class Pipeline:
             await self._follow(run, None)
 
     async def _follow(self, run: DriveRun, link: str | None) -> None:
-        async for batch in self.source.changes(run.drive, link):
+        async for batch in self.source.changes(run.drive, link, self.index.indexed_state):
+            self.items.scopes.clear()  # scopes are read afresh for each page: its items' latest state
             await self.apply(batch, run)
             if run.enumerating:
                 run.seen.update(item.ref.item_id for item in batch.upserts)
@@ -178,6 +182,7 @@ class Pipeline:
             enumerating=run.enumerating and not batch.final,
             pending_retry=sorted(run.pending)[:MAX_PENDING_RETRIES],
             bad_content=run.known_bad,
+            acls=run.acls.entries(),
         )
         run.etag = await self.state.save(run.drive.state_key(self.index.name), cursor, if_match=run.etag)
         crash_point("committed")
@@ -226,7 +231,9 @@ class Pipeline:
 
     async def apply(self, batch: ChangeBatch, run: DriveRun) -> None:
         """Write one batch's changes to the index; raises if anything systemic failed."""
-        manifest = await self.index.indexed_state([item.ref for item in batch.upserts])
+        manifest = batch.manifest
+        if manifest is None:
+            manifest = await self.index.indexed_state([item.ref for item in batch.upserts])
         await self._each(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)))
         upserted = {item.ref.item_id for item in batch.upserts}
         for folder_id, folder in batch.folders.items():
@@ -257,7 +264,7 @@ class Pipeline:
         try:
             self.items.precheck(item, run.known_bad)
             stage = "permissions"
-            acl = await self.items.acl(item)
+            acl = await self.items.acl(item, indexed, table=run.acls, keep=not run.enumerating)
             stage = "content"
             outcome = await self.items.apply(item, indexed, acl)
         except BadInput as exc:
@@ -332,7 +339,8 @@ class Pipeline:
         async def follow(entry: tuple[SourceItem, IndexedItem, bool]) -> None:
             item, indexed, moved = entry
             try:
-                acl = await self.items.acl(item) if moved else None  # a move can change what is inherited
+                # a move can change what is inherited
+                acl = await self.items.acl(item, table=run.acls) if moved else None
                 outcome = await self.items.merge_changes(item, indexed, acl)
             except ItemError as exc:
                 await self.items.lock(item, indexed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import mimetypes
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -18,7 +18,9 @@ from urllib.parse import unquote
 from ingest.config import GraphSettings
 from ingest.errors import ItemUnavailable
 from ingest.graph.client import DOWNLOAD_URL_FIELD, GraphClient
-from ingest.models import DriveRef, ItemRef, SiteRef, SourceItem
+from ingest.models import DriveRef, IndexedItem, ItemRef, SiteRef, SourceItem
+
+ManifestFn = Callable[[list[ItemRef]], Awaitable[Mapping[ItemRef, IndexedItem]]]
 
 SITE_PAGES_DRIVE_NAMES = frozenset({"Site Pages", "SitePages"})
 
@@ -50,6 +52,7 @@ class ChangeBatch:
     deleted_folders: list[str] = field(default_factory=list)
     cursor_after: str | None = None
     final: bool = False
+    manifest: Mapping[ItemRef, IndexedItem] | None = None  # what the index holds for `upserts`
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,15 +96,44 @@ class FolderPaths:
         self._drive_id = drive_id
         self._folders: dict[str, tuple[str, str | None]] = {}  # id -> (name, parent id)
         self._chains: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._inherits: dict[str, bool] = {}  # from delta pages asked with hierarchicalsharing only
         self.root_id: str | None = None
 
-    def learn(self, item_id: str, name: str, parent_id: str | None, *, is_root: bool = False) -> None:
-        """Record a folder seen in the feed (its latest name and parent)."""
+    def learn(
+        self, item_id: str, name: str, parent_id: str | None, *, is_root: bool = False, inherits: bool | None = None
+    ) -> None:
+        """Record a folder seen in the feed (its latest name and parent, and whether it inherits)."""
         if is_root:
             self.root_id = item_id
         else:
             self._folders[item_id] = (name, parent_id)
+        if inherits is None:
+            self._inherits.pop(item_id, None)
+        else:
+            self._inherits[item_id] = inherits
         self._chains.clear()  # a rename or move may change any cached descendant chain
+
+    def seed(self, ancestor_ids: tuple[str, ...], path: str) -> None:
+        """Learn folders from an indexed item's chain and folder path, where the feed did not
+        name them.
+
+        The index holds each item's folder chain as of its last commit (renames and moves are
+        carried to descendants), so a delta need not ask Graph for the folders above an
+        edited file. A folder the feed names always wins over what is seeded.
+        """
+        segments = [s for s in path.split("/") if s]
+        if len(segments) != len(ancestor_ids):
+            return  # not a path this chain made: learn nothing from it
+        parent: str | None = None
+        for name, folder_id in zip(segments, ancestor_ids, strict=False):
+            if folder_id not in self._folders:
+                self._folders[folder_id] = (name, parent)
+            parent = folder_id
+
+    def inherits(self, folder_id: str) -> bool | None:
+        """True if the feed showed the folder inheriting its parent's permissions, False if
+        unique, None when unknown."""
+        return self._inherits.get(folder_id)
 
     async def chain(self, folder_id: str | None) -> tuple[str, tuple[str, ...]]:
         """The folder's path ("/" for the root) and its ids from the root down (root excluded)."""
@@ -142,6 +174,10 @@ class SharePointSource:
         # the URLs lapse within minutes, and keeping older pages' would grow with the corpus.
         self._download_urls: dict[str, dict[str, str]] = {}
 
+    def folder_inherits(self, drive: DriveRef, folder_id: str) -> bool | None:
+        """Whether a folder of the library inherits its parent's permissions (None: unknown)."""
+        return self._folder_paths(drive).inherits(folder_id)
+
     def _folder_paths(self, drive: DriveRef) -> FolderPaths:
         if drive.drive_id not in self._folders:
             self._folders[drive.drive_id] = FolderPaths(self.graph, drive.drive_id)
@@ -168,8 +204,14 @@ class SharePointSource:
                 drives.append(DriveRef(site, drive.id, drive.name or drive.id, drive.web_url or "", "pages" if is_pages else "documents"))
         return drives
 
-    async def changes(self, drive: DriveRef, cursor: str | None) -> AsyncIterator[ChangeBatch]:
-        """The drive's changes since `cursor` (everything when None), one batch per delta page."""
+    async def changes(
+        self, drive: DriveRef, cursor: str | None, manifest: ManifestFn | None = None
+    ) -> AsyncIterator[ChangeBatch]:
+        """The drive's changes since `cursor` (everything when None), one batch per delta page.
+
+        With `manifest` (what the index holds for some items), each batch carries it for its
+        upserts, and the folders above indexed items are learned from it, not asked of Graph.
+        """
         folders = self._folder_paths(drive)
         link = cursor
         while True:
@@ -187,7 +229,16 @@ class SharePointSource:
             for raw in latest.values():
                 if raw.folder is not None and raw.root is None and raw.deleted is None:
                     parent = raw.parent_reference.id if raw.parent_reference else None
-                    folders.learn(raw.id, raw.name or "", parent)
+                    folders.learn(raw.id, raw.name or "", parent, inherits=_inherits(raw, page.hierarchical))
+            if manifest is not None:
+                refs = [
+                    ItemRef(drive.drive_id, raw.id)
+                    for raw in latest.values()
+                    if raw.root is None and raw.deleted is None and raw.folder is None
+                ]
+                batch.manifest = await manifest(refs) if refs else {}
+                for indexed in batch.manifest.values():
+                    folders.seed(indexed.ancestor_ids, indexed.path)
             for raw in latest.values():
                 if raw.root is not None:
                     continue
@@ -202,6 +253,7 @@ class SharePointSource:
                     continue
                 item = await self._source_item(drive, raw, folders)
                 if item is not None:
+                    item.inherits = _inherits(raw, page.hierarchical)
                     batch.upserts.append(item)
             batch.cursor_after = page.delta_link or page.next_link
             batch.final = page.delta_link is not None
@@ -279,6 +331,15 @@ class SharePointSource:
         url = self._download_urls.get(item.ref.drive_id, {}).pop(item.ref.item_id, None)
         return await self.graph.download(item.ref.drive_id, item.ref.item_id, url=url)
 
-    async def permissions(self, item: SourceItem) -> list[Any]:
-        """The item's effective permissions as Graph returns them (pages: via Site Pages items)."""
-        return await self.graph.permissions(item.ref.drive_id, item.ref.item_id)
+    async def permissions_of(self, drive: DriveRef, item_id: str) -> list[Any]:
+        """The effective permissions of any item of a library as Graph returns them: files,
+        pages (via their Site Pages items), folders and "root" (the library)."""
+        return await self.graph.permissions(drive.drive_id, item_id)
+
+
+def _inherits(raw: Any, hierarchical: bool) -> bool | None:
+    """Under `Prefer: hierarchicalsharing`, an item without a `shared` facet inherits its
+    parent's permissions; without that header the facet says nothing about inheritance."""
+    if not hierarchical:
+        return None
+    return raw.shared is None

@@ -163,6 +163,17 @@ def item_json(
     return body
 
 
+def flat_shared_facet(tenant: Tenant, node: Node, body: JsonObject) -> None:
+    """The `shared` facet as delta gives it without `Prefer: hierarchicalsharing`: on every item
+    whose effective permissions include a sharing link, whether unique or inherited."""
+    if "shared" in body or node.kind == "root":
+        return
+    scopes = [g.link.scope for g in tenant.effective_grants(node) if g.link is not None]
+    widest = next((s for s in ("anonymous", "organization", "users") if s in scopes), None)
+    if widest is not None:
+        body["shared"] = {"scope": widest}
+
+
 def deleted_item_json(tenant: Tenant, node: Node) -> JsonObject:
     """A deleted driveItem as delta reports it: no name, no cTag (as on OneDrive for Business)."""
     body: JsonObject = {

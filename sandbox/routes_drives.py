@@ -151,6 +151,9 @@ class DriveRoutes:
         fields = [f.strip() for f in select.split(",")] if select else None
         prefer = request.header("prefer").lower()
         sharing = all(option in prefer for option in _SHARING_PREFER)
+        # With hierarchicalsharing, `shared` marks where a permission hierarchy starts; without
+        # it, any item reachable through a sharing link carries it, inherited or not.
+        hierarchical = "hierarchicalsharing" in prefer
         values = []
         with tenant.lock:
             for node in page.nodes:
@@ -161,6 +164,8 @@ class DriveRoutes:
                     value = gj.item_json(
                         tenant, node, download_url=self.server.download_url, with_path=False, shared_changed=changed_acl
                     )
+                    if not hierarchical:
+                        gj.flat_shared_facet(tenant, node, value)
                 values.append(gj.select(value, fields, keep=("id", "@microsoft.graph.sharedChanged")))
         context = f"{self.server.graph_url}/$metadata#Collection(driveItem)"
         body: dict[str, Any] = {"@odata.context": context, "value": values}

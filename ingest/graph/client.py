@@ -48,7 +48,9 @@ DELTA_SELECT = [
 # A download URL lives "a few minutes"; these answers mean it lapsed: ask `/content` instead.
 _STALE_DOWNLOAD_URL = frozenset({401, 403, 404, 410})
 GRAPH_BATCH_MAX = 20  # requests per JSON batch (Graph json-batching.md)
-SHARING_PREFER = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
+# `hierarchicalsharing`: a `shared` facet only where a permission hierarchy starts (or sharing
+# changed), so an item without one inherits its parent's permissions (ingest/acl_scopes.py).
+SHARING_PREFER = "hierarchicalsharing, deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class DeltaPage:
     items: list[Any]
     next_link: str | None
     delta_link: str | None
+    hierarchical: bool = False  # asked with `Prefer: hierarchicalsharing`: no `shared` facet means inherited
 
 
 def _parse_permissions(body: Mapping[str, object]) -> list[Any]:
@@ -299,7 +302,9 @@ class GraphClient:
             config.headers.add("Prefer", SHARING_PREFER)
         cost = "delta_initial" if link is None else "delta"
         response = await self._call("delta", lambda: builder.get(request_configuration=config), item=drive_id, cost=cost)
-        return DeltaPage(list(response.value or []), response.odata_next_link, response.odata_delta_link)
+        return DeltaPage(
+            list(response.value or []), response.odata_next_link, response.odata_delta_link, hierarchical=sharing_changes
+        )
 
     async def item(self, drive_id: str, item_id: str) -> Any:
         """One drive item with its `parentReference.path`."""

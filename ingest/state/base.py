@@ -38,6 +38,10 @@ class DriveCursor(BaseModel):
     bad_content: dict[str, KnownBad] = Field(
         default_factory=dict, description="Files whose content could not be indexed, by item id, until their cTag changes."
     )
+    acls: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="acl_hash -> group_ids and user_ids of ACLs the library's index documents carry (ingest/acl_scopes.py).",
+    )
     updated_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 

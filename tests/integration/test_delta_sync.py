@@ -183,3 +183,45 @@ def test_an_unchanged_tenant_costs_one_delta_page_per_library(live: Live) -> Non
     stats = live.server.stats.snapshot()["requests"]
     libraries = len(report.libraries)
     assert stats["delta"] == libraries and stats["permissions"] == 0 and live.downloads == 0
+
+
+def test_content_edits_keep_their_readers_without_asking_graph(live: Live) -> None:
+    """An edit Graph reports without `sharedChanged` keeps the indexed readers: no permission
+    read, and no lookup of the folders above the file (the index knows them)."""
+    live.delta()
+    idle = live.server.stats.snapshot()["requests"]  # what a run costs when nothing changed (sign-in...)
+    edited = ["Leave and Holiday Policy.docx", "Engineering Handbook.docx", "RX-200 Arm Specification.pdf"]
+    for name in edited:
+        item = _item(live.tenant, name)
+        live.tenant.update_content(item.drive_id, item.item_id, f"# {name}\nRewritten on review, with new figures.")
+    report = live.delta()
+    stats = live.server.stats.snapshot()["requests"]
+    assert report.totals()["content_changed"] == len(edited)
+    assert stats["permissions"] == 0 and stats["other"] == idle["other"] and stats["sharepoint_rest"] == 0
+    assert report.index["acls_kept"] == len(edited)
+    live.assert_equals_fresh_full_sync()
+
+
+def test_a_sharing_change_is_read_not_kept(live: Live) -> None:
+    item = _item(live.tenant, "Leave and Holiday Policy.docx")
+    live.tenant.update_content(item.drive_id, item.item_id, "# Leave\nThirty days of leave.")
+    live.tenant.set_permissions(item.drive_id, item.item_id, [{"user": "erik.johansson@northwindrobotics.example", "role": "read"}])
+    report = live.delta()
+    assert report.index["acls_kept"] == 0 and live.server.stats.snapshot()["requests"]["permissions"] >= 1
+    docs = [d for d in index_documents(live.settings()) if d["parent_key"] == ItemRef(item.drive_id, item.item_id).parent_key]
+    erik = next(u for u in live.tenant.users if u.upn.startswith("erik.johansson"))
+    assert docs and all(d["user_ids"] == [erik.id] and d["group_ids"] == [] for d in docs)
+    live.assert_equals_fresh_full_sync()
+
+
+def test_a_full_sync_reads_permissions_once_per_scope(tmp_path: Path) -> None:
+    """Files that inherit share their folder's (or library's) permission read; the readers are
+    the same as reading every file's own permissions (the trimming tests check them all)."""
+    tenant = load_tenant("demo")
+    with SandboxServer(tenant) as server:
+        report = sync(spindex_settings(server, tenant, tmp_path, None), full=True)
+        assert report.status == "ok"
+        items = sum(report.totals()[k] for k in ("created",))
+        reads = server.stats.snapshot()["requests"]["permissions"]
+        assert reads == report.index["permission_reads"]
+        assert 0 < reads < items / 2, (reads, items)

@@ -52,6 +52,7 @@ from ingest.models import IndexDoc, ItemRef, chunk_key, text_hash
 from ingest.query import EVERYONE, SecurityFilter, security_filter
 from ingest.retry import Retrier
 from tests.fakes.search_server import FakeSearchService
+from tests.fakes.clock import FakeClock
 
 DIMS = 8
 KEY = "test-key"
@@ -63,21 +64,6 @@ U2 = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb"
 A = ItemRef("drive-a", "item-1")
 B = ItemRef("drive-a", "item-2")
 C = ItemRef("drive-b", "item-3")
-
-
-class FakeClock:
-    """A Retrier clock that records sleeps instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def vector_for(text: str) -> list[float]:

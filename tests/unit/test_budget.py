@@ -37,21 +37,7 @@ from ingest.errors import CorruptFile, EncryptedFile
 from ingest.extract import extract
 from ingest.item_sync import EmbeddingBatcher, ExtractionPool, chunk_text, extract_and_chunk
 from sandbox import samples
-
-
-class FakeClock:
-    """Monotonic time that moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes.clock import FakeClock
 
 
 # --- the bucket ------------------------------------------------------------------------------

@@ -14,19 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ingest.retry import Retrier, RetryPolicy, parse_retry_after, retry_delay
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes.clock import FakeClock
 
 
 class Status(Exception):

@@ -51,8 +51,8 @@ from ingest.index.schema import SECURITY_FIELDS
 from ingest.models import IndexDoc, ItemRef, chunk_key, text_hash
 from ingest.query import EVERYONE, SecurityFilter, security_filter
 from ingest.retry import Retrier
-from tests.fakes.search_server import FakeSearchService
 from tests.fakes.clock import FakeClock
+from tests.fakes.search_server import FakeSearchService
 
 DIMS = 8
 KEY = "test-key"

@@ -16,6 +16,7 @@ import contextlib
 import json
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,10 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     full = config["mode"] == "full"
     known = set() if full else {digest for (digest,) in _rows(settings.index_dir, "content_hash")}
     load_before = load_average()
+    cpu_before = time.process_time()
     with PeakMemory() as memory, Stopwatch() as watch:
         report = asyncio.run(run_sync(settings, full=full))
+    cpu_s = time.process_time() - cpu_before  # of this process: the event loop (workers excluded)
     peak = memory.result()  # before this process reads the index back for the figures below
     chunks = 0
     new_chunks: list[str] = []
@@ -83,6 +86,7 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         "mode": config["mode"],
         "status": report.status,
         "seconds": round(watch.seconds, 3),
+        "cpu_seconds_main": round(cpu_s, 3),
         "items": {kind: totals.get(kind, 0) for kind in ("created", "content_changed", "unchanged", "skipped", "failed")},
         "graph": report.graph,
         "embedding": dict(report.embedding),

@@ -13,11 +13,13 @@ the text and the vector leg alike, so the two legs cannot disagree on who may se
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,6 +121,18 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
     for i in range(0, len(values), _IN_BATCH):
         yield values[i:i + _IN_BATCH]
+
+
+def _in_thread(method: Callable[..., _T]) -> Callable[..., Awaitable[_T]]:
+    """An index call run in a worker thread (the connection's lock serialises them): SQLite's
+    commits and the vectors' encoding never hold up the event loop, whose other items are
+    waiting on the network meanwhile."""
+
+    @functools.wraps(method)
+    async def run(self: Any, *args: Any, **kwargs: Any) -> _T:
+        return await asyncio.to_thread(method, self, *args, **kwargs)
+
+    return run
 
 
 class LocalIndexStore:
@@ -253,7 +267,8 @@ class LocalIndexStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def upsert(self, docs: Sequence[IndexDoc]) -> None:
+    @_in_thread
+    def upsert(self, docs: Sequence[IndexDoc]) -> None:
         """Insert or replace each document by key, all in one transaction."""
         rows: dict[str, list[object]] = {}
         for doc in docs:
@@ -270,7 +285,8 @@ class LocalIndexStore:
         with self._write(vectors_change=True) as conn:
             conn.executemany(sql, rows.values())
 
-    async def merge(self, item: ItemRef, fields: Mapping[str, object]) -> None:
+    @_in_thread
+    def merge(self, item: ItemRef, fields: Mapping[str, object]) -> None:
         """Set item-wide `fields` on every chunk of `item`; no-op when it has none."""
         values = check_merge(fields, self._types, dimensions=self.dimensions)
         if not values:
@@ -280,7 +296,8 @@ class LocalIndexStore:
         with self._write(vectors_change=False) as conn:
             conn.execute(f"UPDATE docs SET {sets} WHERE parent_key = ?", params)
 
-    async def prune(self, item: ItemRef, keep: Collection[str]) -> None:
+    @_in_thread
+    def prune(self, item: ItemRef, keep: Collection[str]) -> None:
         """Delete the chunks of `item` whose key is not in `keep`."""
         if isinstance(keep, str):
             raise IndexContractError("prune(keep=...) takes a collection of keys, not one string")
@@ -289,14 +306,16 @@ class LocalIndexStore:
             conn.execute("DELETE FROM docs WHERE parent_key = ? AND id NOT IN "
                          "(SELECT value FROM json_each(?))", (item.parent_key, keep_json))
 
-    async def delete_item(self, item: ItemRef) -> None:
+    @_in_thread
+    def delete_item(self, item: ItemRef) -> None:
         """Delete every chunk of `item`."""
         with self._write(vectors_change=True) as conn:
             conn.execute("DELETE FROM docs WHERE parent_key = ?", (item.parent_key,))
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def indexed_state(self, items: Sequence[ItemRef]) -> Mapping[ItemRef, IndexedItem]:
+    @_in_thread
+    def indexed_state(self, items: Sequence[ItemRef]) -> Mapping[ItemRef, IndexedItem]:
         """The manifest of each item that has chunks, read in batches by parent key."""
         by_parent = {item.parent_key: item for item in items}
         cols = ["id", "parent_key", "chunk_no", "content_hash", "content_tag", "acl_hash",
@@ -311,7 +330,8 @@ class LocalIndexStore:
         return {by_parent[p]: indexed_item_from_chunks(by_parent[p], rows)
                 for p, rows in grouped.items()}
 
-    async def items_under(self, drive_id: str, folder_id: str) -> set[ItemRef]:
+    @_in_thread
+    def items_under(self, drive_id: str, folder_id: str) -> set[ItemRef]:
         """Every item of library `drive_id` that has folder `folder_id` among its ancestors."""
         with self._read() as conn:
             rows = conn.execute(
@@ -321,14 +341,16 @@ class LocalIndexStore:
             ).fetchall()
         return {ItemRef(d, i) for d, i in rows}
 
-    async def drive_items(self, drive_id: str) -> set[ItemRef]:
+    @_in_thread
+    def drive_items(self, drive_id: str) -> set[ItemRef]:
         """Every item with at least one chunk in library `drive_id`."""
         with self._read() as conn:
             rows = conn.execute("SELECT DISTINCT drive_id, item_id FROM docs WHERE drive_id = ?",
                                 (drive_id,)).fetchall()
         return {ItemRef(d, i) for d, i in rows}
 
-    async def vectors(self, keys: Sequence[str]) -> Mapping[str, list[float]]:
+    @_in_thread
+    def vectors(self, keys: Sequence[str]) -> Mapping[str, list[float]]:
         """The stored vector (as float32 values) of each existing key."""
         out: dict[str, list[float]] = {}
         with self._snapshot() as conn:

@@ -31,7 +31,7 @@ from ingest.acl import AclResult
 from ingest.models import Acl, DriveRef, SourceItem
 
 ROOT = "root"  # Graph's alias for a library's root folder
-MAX_ACL_TABLE = 2_000  # distinct ACLs kept per library cursor, most recently used first out last
+MAX_ACL_TABLE = 2_000  # distinct ACLs kept per library cursor; the least recently used go first
 
 ReadScope = Callable[[DriveRef, str], Awaitable[AclResult]]
 InheritsFn = Callable[[DriveRef, str], Any]  # True: inherits; False: unique; None: unknown
@@ -44,8 +44,6 @@ class AclScopes:
         self._read = read
         self._inherits = inherits
         self._scopes: dict[tuple[str, str], asyncio.Future[AclResult]] = {}
-        self.reads = 0  # permission reads made for scopes (folders, roots, unique items)
-        self.shared = 0  # items that took a scope read for another item
 
     def clear(self) -> None:
         """Forget the scopes read so far (at the start of each library: bounds memory)."""
@@ -64,14 +62,12 @@ class AclScopes:
         """The item's readers, from its own permissions or from those of its scope."""
         scope = self.scope_of(item)
         if scope == item.ref.item_id:
-            self.reads += 1
             return await self._read(item.drive, scope)  # unique: nobody else will ask for it
         key = (item.drive.drive_id, scope)
         future = self._scopes.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._scopes[key] = future
-            self.reads += 1
             try:
                 future.set_result(await self._read(item.drive, scope))
             except asyncio.CancelledError:
@@ -82,8 +78,6 @@ class AclScopes:
                 future.set_exception(exc)
                 future.exception()  # retrieved: items waiting on it, if any, get it too
                 raise
-        else:
-            self.shared += 1
         return await asyncio.shield(future)
 
 

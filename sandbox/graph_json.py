@@ -153,8 +153,7 @@ def item_json(
         "webId": site.web_guid,
     }
     if node.grants is not None and node.kind != "root":
-        scopes = [g.link.scope for g in node.grants if g.link is not None]
-        widest = next((s for s in ("anonymous", "organization", "users") if s in scopes), None)
+        widest = _widest_link_scope(node.grants)
         body["shared"] = {"scope": widest} if widest else {}
     if not node.is_folder:
         body["@microsoft.graph.downloadUrl"] = download_url(node)
@@ -163,13 +162,18 @@ def item_json(
     return body
 
 
+def _widest_link_scope(grants: Iterable[Grant]) -> str | None:
+    """The widest scope of the sharing links among `grants`, as the `shared` facet names it."""
+    scopes = {g.link.scope for g in grants if g.link is not None}
+    return next((s for s in ("anonymous", "organization", "users") if s in scopes), None)
+
+
 def flat_shared_facet(tenant: Tenant, node: Node, body: JsonObject) -> None:
     """The `shared` facet as delta gives it without `Prefer: hierarchicalsharing`: on every item
     whose effective permissions include a sharing link, whether unique or inherited."""
     if "shared" in body or node.kind == "root":
         return
-    scopes = [g.link.scope for g in tenant.effective_grants(node) if g.link is not None]
-    widest = next((s for s in ("anonymous", "organization", "users") if s in scopes), None)
+    widest = _widest_link_scope(tenant.effective_grants(node))
     if widest is not None:
         body["shared"] = {"scope": widest}
 

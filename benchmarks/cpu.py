@@ -5,12 +5,14 @@
 On the benchmark corpus's PDFs (benchmarks/corpus.py), in pages per second:
 
   raw pypdf        `PdfReader(...).pages[i].extract_text()` for every page, nothing else
-  spindex, 1 proc  `ingest.item_sync.extract_and_chunk`: the same pypdf calls, then text
+  spindex, 1 proc  `ingest.extraction_jobs.extract_and_chunk`: the same pypdf calls, then text
                    hygiene (NFKC, control characters), pages kept, and token chunking
   spindex, pool    the same jobs through `ExtractionPool` (one worker per core), all in flight
 
-Each is run `--repeat` times and the fastest run is kept (other work on the machine only ever
-slows a run down). Results go to `benchmarks/results/cpu-latest.json`.
+The three run in turn, `--repeat` rounds of all three, so that a slow spell of the machine
+hits each alike. The ratios are the median of each round's own ratio; pages/s are of the
+fastest run of each (other work on the machine only ever slows a run down). Results go to
+`benchmarks/results/cpu-latest.json`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import functools
 import io
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +46,7 @@ def _raw(pdfs: list[bytes]) -> float:
 
 def _spindex(pdfs: list[bytes]) -> float:
     """Seconds spindex's extraction and chunking take, one document after the other, here."""
-    from ingest.item_sync import extract_and_chunk
+    from ingest.extraction_jobs import extract_and_chunk
 
     start = time.perf_counter()
     for data in pdfs:
@@ -53,7 +56,8 @@ def _spindex(pdfs: list[bytes]) -> float:
 
 async def _pooled(pdfs: list[bytes]) -> float:
     """Seconds the same jobs take through the pool, all in flight (workers already started)."""
-    from ingest.item_sync import ExtractionPool, extract_and_chunk
+    from ingest.extraction_pool import ExtractionPool
+    from ingest.extraction_jobs import extract_and_chunk
 
     pool = ExtractionPool(None)
     try:
@@ -68,8 +72,18 @@ async def _pooled(pdfs: list[bytes]) -> float:
         pool.close()
 
 
-def _best(repeat: int, work: Callable[[], float]) -> float:
-    return min(work() for _ in range(repeat))
+def _rounds(repeat: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Seconds of each run, `repeat` rounds of all of them in turn."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, work in runs.items():
+            seconds[name].append(work())
+    return seconds
+
+
+def _median_ratio(over: list[float], under: list[float]) -> float:
+    """The median over rounds of over[i] / under[i]."""
+    return statistics.median(a / b for a, b in zip(over, under))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -77,13 +91,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer PDFs, one repeat")
     parser.add_argument("--pdfs", type=int, default=150, help="PDFs of the corpus to use")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of the three runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.pdfs, args.repeat = min(args.pdfs, 40), 1
     from pypdf import PdfReader
 
-    from ingest.item_sync import _cores, extract_and_chunk
+    from ingest.extraction_pool import cores
+    from ingest.extraction_jobs import extract_and_chunk
 
     specs = [corpus.doc_spec(i) for i in range(args.pdfs * 4)]
     data = corpus.rendered(len(specs))
@@ -91,19 +106,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pages = sum(len(PdfReader(io.BytesIO(d)).pages) for d in pdfs)
     extract_and_chunk("warm.pdf", None, pdfs[0], PARAMS, False)  # tiktoken, the splitter: loaded once
     load = load_average()
-    raw_s = _best(args.repeat, lambda: _raw(pdfs))
-    one_s = _best(args.repeat, lambda: _spindex(pdfs))
-    pool_s = _best(args.repeat, lambda: asyncio.run(_pooled(pdfs)))
+    seconds = _rounds(args.repeat, {
+        "raw": lambda: _raw(pdfs), "one": lambda: _spindex(pdfs), "pool": lambda: asyncio.run(_pooled(pdfs)),
+    })  # fmt: skip
+    raw_s, one_s, pool_s = (min(seconds[name]) for name in ("raw", "one", "pool"))
     result = {
         "pdfs": len(pdfs),
         "pages": pages,
-        "cores": _cores(),
+        "cores": cores(),
         "raw_pypdf_pages_per_s": round(pages / raw_s, 1),
         "spindex_one_process_pages_per_s": round(pages / one_s, 1),
         "spindex_pool_pages_per_s": round(pages / pool_s, 1),
-        "one_process_vs_raw": round(raw_s / one_s, 3),
-        "pool_vs_raw": round(raw_s / pool_s, 3),
-        "pool_vs_one_process": round(one_s / pool_s, 3),
+        "one_process_vs_raw": round(_median_ratio(seconds["raw"], seconds["one"]), 3),
+        "pool_vs_raw": round(_median_ratio(seconds["raw"], seconds["pool"]), 3),
+        "pool_vs_one_process": round(_median_ratio(seconds["one"], seconds["pool"]), 3),
+        "best_of_each": {"one_process_vs_raw": round(raw_s / one_s, 3), "pool_vs_raw": round(raw_s / pool_s, 3)},
+        "rounds_seconds": {name: [round(x, 3) for x in runs] for name, runs in seconds.items()},
         "load_average": [load, load_average()],
     }
     path = write_result("cpu", result)

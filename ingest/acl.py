@@ -91,6 +91,7 @@ async def permissions_to_acl(
     users: set[str] = set()
     groups: set[str] = set()
     unresolved: list[str] = []
+    resolving: list[Awaitable[Acl]] = []
     for permission in permissions:
         link = getattr(permission, "link", None)
         if link is not None:
@@ -105,17 +106,24 @@ async def permissions_to_acl(
         for key in _identity_ids(granted, users, groups):
             kind, _, value = key.partition(":")
             if site_groups is not None and kind in ("siteGroup", "siteUser"):
-                if kind == "siteGroup":
-                    members = await site_groups.resolve(site, value)
-                else:
-                    members = await site_groups.resolve_login(value)
-                users.update(members.user_ids)
-                groups.update(members.group_ids)
+                resolving.append(site_groups.resolve(site, value) if kind == "siteGroup" else site_groups.resolve_login(value))
             else:
                 unresolved.append(key)
         for identity in getattr(permission, "granted_to_identities_v2", None) or []:
             unresolved.extend(_identity_ids(identity, users, groups))
+    for members in await _in_order(resolving):  # at once: each is several round trips
+        users.update(members.user_ids)
+        groups.update(members.group_ids)
     return AclResult(Acl(frozenset(groups), frozenset(users)), unresolved)
+
+
+async def _in_order(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """The awaitables' results, awaited concurrently; the first failure in their order is raised."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 CLAIM_USER = "i:0#.f|membership|"
@@ -161,8 +169,7 @@ class ClaimsSiteGroupResolver:
         await self._prefetch_users(upns, group_id)
         users: set[str] = set()
         groups: set[str] = set()
-        for login in logins:
-            await self._claim(login, users, groups, group_id)
+        await _in_order([self._claim(login, users, groups, group_id) for login in logins])
         return Acl(frozenset(groups), frozenset(users))
 
     async def _prefetch_users(self, upns: Sequence[str], site_group: str) -> None:

@@ -45,9 +45,13 @@ class AclScopes:
         self._inherits = inherits
         self._scopes: dict[tuple[str, str], asyncio.Future[AclResult]] = {}
 
-    def clear(self) -> None:
-        """Forget the scopes read so far (at the start of each library: bounds memory)."""
-        self._scopes.clear()
+    def clear(self, drive_id: str | None = None) -> None:
+        """Forget the scopes read so far, of one library or of all (bounds memory)."""
+        if drive_id is None:
+            self._scopes.clear()
+            return
+        for key in [key for key in self._scopes if key[0] == drive_id]:
+            del self._scopes[key]
 
     def scope_of(self, item: SourceItem) -> str:
         """The id of the item whose permissions are the item's readers."""

@@ -17,6 +17,7 @@ from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder, OfflineEmbedder, OpenAIEmbedder
 from ingest.errors import ConfigError
+from ingest.extraction_pool import ExtractionPool
 from ingest.graph.auth import build_azure_credential, build_graph_credential
 from ingest.graph.client import GraphClient
 from ingest.graph.sharepoint_rest import SharePointRest
@@ -139,11 +140,20 @@ class Parts:
     chunker: Chunker
     state: StateStore
     staging: Staging
+    extraction: ExtractionPool
 
 
 @contextlib.asynccontextmanager
-async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncIterator[Parts]:
-    """Build the parts of a run from settings and close them all afterwards."""
+async def open_parts(
+    settings: Settings, *, from_source: bool = False, extracting: bool = False
+) -> AsyncIterator[Parts]:
+    """Build the parts of a run from settings and close them all afterwards.
+
+    `extracting`: the run will extract documents, so its workers start first, beside the rest.
+    """
+    extraction = ExtractionPool(settings.sync.extract_processes)
+    if extracting:
+        extraction.start()
     credential: Any = build_graph_credential(settings.graph)
     graph = GraphClient(settings.graph, credential, budget=graph_budget(settings.budget))
     rest = SharePointRest(credential, base_url_override=settings.graph.sharepoint_url, retrier=graph.retrier)
@@ -158,10 +168,12 @@ async def open_parts(settings: Settings, *, from_source: bool = False) -> AsyncI
         chunker=Chunker(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
         state=build_state(settings),
         staging=build_staging(settings, from_source=from_source),
+        extraction=extraction,
     )
     try:
         yield parts
     finally:
+        extraction.close()
         await rest.close()
         await embedder.close()
         await graph.close()

@@ -127,6 +127,9 @@ class SyncSettings(BaseModel):
 
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped without download.")
     concurrency: int = Field(8, ge=1, le=64, description="Items processed at once.")
+    libraries_at_once: int = Field(
+        2, ge=1, le=32, description="Libraries synced at once; their items share `concurrency`."
+    )
     mass_delete_share: float = Field(
         0.5, ge=0, le=1, description="A run that would delete more than this share of a library stops."
     )

@@ -5,25 +5,18 @@
 - content new or changed: download, extract, chunk, embed only chunks whose text hash is new,
   upsert, then prune the item's stale chunks.
 
-Extraction and chunking run in a process pool (`ExtractionPool`), so that parsing a PDF never
-holds the event loop's interpreter lock; embedding requests of concurrent items may share one
+Extraction and chunking run in a process pool (`ingest.extraction_pool`), so that parsing a
+PDF never holds the event loop's interpreter lock; embedding requests of concurrent items may share one
 request (`EmbeddingBatcher`, when `sync.embed_linger_ms` > 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
-import multiprocessing
-import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
 
 from ingest.acl import AclResult, SiteGroupResolver, permissions_to_acl
 from ingest.acl_scopes import AclScopes, AclTable
@@ -31,8 +24,10 @@ from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
 from ingest.embedding.base import MAX_TOKENS_PER_REQUEST
-from ingest.errors import BadInput, CorruptFile, EmptyFile, SystemicError, TooLarge, UnsupportedFormat
+from ingest.errors import BadInput, EmptyFile, SystemicError, TooLarge, UnsupportedFormat
 from ingest.extract import extract, is_supported
+from ingest.extraction_jobs import ChunkParams, chunk_text, extract_and_chunk
+from ingest.extraction_pool import ExtractionPool
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
 from ingest.models import Acl, Chunk, DriveRef, Extracted, IndexDoc, IndexedItem, SourceItem, chunk_key
@@ -43,11 +38,9 @@ from ingest.state.base import KnownBad
 
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 UNREADABLE_ACL_HASH = "unreadable"  # stored with empty group_ids/user_ids: nobody matches
 NATIVE_ACL_MAX_VALUES = 1000  # values per permission field of Azure AI Search's native ACLs (preview)
-WORKER_MAX_TASKS = 500  # documents per extraction worker before it is replaced: bounds parser caches
 
 
 @dataclass(slots=True)
@@ -55,122 +48,6 @@ class Outcome:
     """What happened to one item: a change kind from `report.CHANGE_KINDS`."""
 
     kind: str
-
-
-ChunkParams = tuple[int, int, str]  # chunk_tokens, overlap_tokens, encoding: enough to rebuild a Chunker
-
-
-def extract_and_chunk(
-    name: str, mime_type: str | None, content: bytes, params: ChunkParams, keep_text: bool
-) -> tuple[Extracted | None, list[Chunk]]:
-    """A file's chunks, and its extracted text when `keep_text`; BadInput when it cannot be indexed.
-
-    Pure and importable by name, so that a worker process can run it.
-    """
-    extracted = extract(name, mime_type, content)
-    return (extracted if keep_text else None), _chunker(params).chunk(extracted)
-
-
-def chunk_text(extracted: Extracted, params: ChunkParams) -> list[Chunk]:
-    """The chunks of already extracted text (a staged extraction), for a worker process."""
-    return _chunker(params).chunk(extracted)
-
-
-@functools.lru_cache(maxsize=4)
-def _chunker(params: ChunkParams) -> Chunker:
-    return Chunker(*params)
-
-
-def _main_reruns_safely() -> bool:
-    """False when workers would re-run the main script: they import it (as Python's spawn and
-    forkserver do), and a script without an `if __name__ == "__main__":` guard would sync again."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name.endswith("__main__"):
-        return True  # `python -m package`: workers do not import it
-    path = getattr(main, "__file__", None)
-    if not path:
-        return True  # an interactive session: nothing to re-run
-    try:
-        return "__main__" in Path(path).read_text(errors="replace")
-    except OSError:
-        return True
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-class ExtractionPool:
-    """Extraction and chunking off the event loop, in worker processes where the platform allows.
-
-    `processes` workers (None: one per core) start on first use, forked from a server that has
-    spindex's modules loaded, so a worker costs milliseconds to start. Where processes cannot
-    be had (no fork server or semaphores, `processes=0`, or a main script without an
-    `if __name__ == "__main__":` guard, which workers would re-run) the work runs in threads
-    of this process instead. A worker that dies takes its jobs with it: each is retried once in a
-    fresh pool, and a document that kills a second worker is reported as corrupt.
-    """
-
-    def __init__(self, processes: int | None) -> None:
-        self.processes = _cores() if processes is None else processes
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._use_threads = self.processes == 0
-        if not self._use_threads and not _main_reruns_safely():
-            log.warning("the main script has no `if __name__ == \"__main__\":` guard; extracting in threads")
-            self._use_threads = True
-
-    @property
-    def uses_processes(self) -> bool:
-        """True while jobs go to worker processes."""
-        return not self._use_threads
-
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
-        if self._use_threads:
-            return None
-        if self._pool is None:
-            try:
-                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-                context = multiprocessing.get_context(method)
-                if method == "forkserver":
-                    context.set_forkserver_preload(["ingest.item_sync"])
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    self.processes, mp_context=context, max_tasks_per_child=WORKER_MAX_TASKS
-                )
-            except (OSError, NotImplementedError, ImportError, ValueError) as exc:
-                log.warning("no process pool for extraction (%s); using threads", type(exc).__name__)
-                self._use_threads = True
-                return None
-        return self._pool
-
-    async def run(self, job: Callable[[], T]) -> T:
-        """`job()` (a picklable partial of a module-level function) in a worker; its result or error."""
-        for attempt in (1, 2):
-            pool = self._executor()
-            if pool is None:
-                break
-            try:
-                return await asyncio.get_running_loop().run_in_executor(pool, job)
-            except BrokenProcessPool:
-                if self._pool is pool:  # the first of its victims replaces it
-                    self._pool = None
-                    pool.shutdown(wait=False, cancel_futures=True)
-                if attempt == 2:
-                    raise CorruptFile("extraction crashed its worker process twice") from None
-            except (OSError, RuntimeError) as exc:  # the pool could not start its workers
-                log.warning("extraction workers unavailable (%s); using threads", type(exc).__name__)
-                self._use_threads = True
-                break
-        return await asyncio.to_thread(job)
-
-    def close(self) -> None:
-        """Stop the workers; later jobs would start a new pool."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
 
 @dataclass
@@ -271,6 +148,7 @@ class ItemSync:
         site_groups: SiteGroupResolver | None,
         reuse_from: IndexStore | None = None,
         staging: Staging | None = None,
+        extraction: ExtractionPool | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -281,7 +159,8 @@ class ItemSync:
         self.site_groups = site_groups
         self.reuse_from = reuse_from  # a rebuild takes vectors of unchanged text from the live index
         self.staging = staging
-        self.extraction = ExtractionPool(settings.sync.extract_processes)
+        self._owns_extraction = extraction is None  # else the run's parts close it
+        self.extraction = extraction or ExtractionPool(settings.sync.extract_processes)
         self.scopes = AclScopes(self._read_scope, source.folder_inherits)
         linger_s = settings.sync.embed_linger_ms / 1000
         self.batcher = (
@@ -290,9 +169,14 @@ class ItemSync:
             else None
         )
 
+    def start(self) -> None:
+        """Start the extraction workers now, beside the run's first requests; call it when the run begins."""
+        self.extraction.start()
+
     def close(self) -> None:
-        """Stop the extraction workers; call it when the run is over."""
-        self.extraction.close()
+        """Stop the extraction workers (unless they were lent); call it when the run is over."""
+        if self._owns_extraction:
+            self.extraction.close()
 
     def precheck(self, item: SourceItem, known_bad: Mapping[str, KnownBad]) -> None:
         """Refuse, from the listing alone, what is not worth a download."""

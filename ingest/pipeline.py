@@ -34,6 +34,7 @@ from ingest.errors import (
 )
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
+from ingest.extraction_pool import ExtractionPool
 from ingest.item_sync import ItemSync
 from ingest.models import Acl, DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
@@ -97,6 +98,7 @@ class Pipeline:
         reuse_from: IndexStore | None = None,
         staging: Staging | None = None,
         stop: asyncio.Event | None = None,
+        extraction: ExtractionPool | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -108,25 +110,46 @@ class Pipeline:
         self.items = ItemSync(
             settings=settings, source=source, index=index, embedder=embedder, chunker=chunker,
             report=report, site_groups=site_groups, reuse_from=reuse_from, staging=staging,
+            extraction=extraction,
         )
         self.staging = staging
         self.stop = stop  # set by the scheduler on SIGTERM: finish the batch, commit, stop
         self._limit = asyncio.Semaphore(settings.sync.concurrency)
 
     async def run(self, *, full: bool) -> RunReport:
-        """Sync every configured library; raises SystemicError to abort the run."""
+        """Sync every configured library; raises SystemicError to abort the run.
+
+        Up to `sync.libraries_at_once` libraries sync at once, sharing `sync.concurrency`, so
+        that one library's page boundaries (and small libraries' round trips) leave no idle time.
+        """
+        self.items.start()  # the extraction workers start while the libraries are listed
         try:
             drives = await self.source.drives()
             self.progress("drives", None, len(drives))
-            for drive in drives:
-                self._check_stop()
-                self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
-                try:
-                    async with self.state.lease(drive.state_key(self.index.name)):
-                        await self.sync_drive(drive, full=full)
-                except LeaseHeld:
-                    # Another run (a long full run, another replica) has this library: leave it be.
-                    self.report.leased.append(drive.drive_id)
+            lanes = asyncio.Semaphore(self.settings.sync.libraries_at_once)
+            stopped: list[RunStopped] = []
+
+            async def library(drive: DriveRef) -> None:
+                async with lanes:
+                    self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
+                    try:
+                        self._check_stop()
+                        async with self.state.lease(drive.state_key(self.index.name)):
+                            await self.sync_drive(drive, full=full)
+                    except LeaseHeld:
+                        # Another run (a long full run, another replica) has this library: leave it be.
+                        self.report.leased.append(drive.drive_id)
+                    except RunStopped as exc:  # the other libraries finish their batch too
+                        stopped.append(exc)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for drive in drives:
+                        group.create_task(library(drive))
+            except BaseExceptionGroup as exc:
+                raise _unwrap(exc) from None
+            if stopped:
+                raise stopped[0]
         finally:
             self.items.close()  # the extraction workers
         return self.report
@@ -158,7 +181,7 @@ class Pipeline:
 
     async def _follow(self, run: DriveRun, link: str | None) -> None:
         async for batch in self.source.changes(run.drive, link, self.index.indexed_state):
-            self.items.scopes.clear()  # scopes are read afresh for each page: its items' latest state
+            self.items.scopes.clear(run.drive.drive_id)  # read afresh for each page: its items' latest state
             await self.apply(batch, run)
             if run.enumerating:
                 run.seen.update(item.ref.item_id for item in batch.upserts)

@@ -28,7 +28,7 @@ def _pipeline(settings: Settings, parts: Parts, index: IndexStore, report: RunRe
     return Pipeline(
         settings=settings, source=parts.source, index=index, embedder=parts.embedder, chunker=parts.chunker,
         state=parts.state, report=report, site_groups=parts.site_groups, progress=progress, reuse_from=reuse_from,
-        staging=parts.staging,
+        staging=parts.staging, extraction=parts.extraction,
     )
 
 

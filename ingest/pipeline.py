@@ -15,8 +15,9 @@ removing an unseen item it asks Graph whether the item still exists.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ingest.acl import SiteGroupResolver
 from ingest.acl_scopes import AclTable
@@ -43,6 +44,7 @@ from ingest.staging import Staging
 from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
 
 ProgressFn = Callable[[str, DriveRef | None, int], None]
+T = TypeVar("T")
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:
@@ -61,6 +63,22 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
         if isinstance(exc, SystemicError):
             return exc
     return leaves[0]
+
+
+async def _at_once(things: Sequence[T], work: Callable[[T], Awaitable[None]], limit: asyncio.Semaphore) -> None:
+    """`work(thing)` for every thing, at most `limit` at a time; the first failure (a systemic
+    one first) cancels the rest and is raised."""
+
+    async def limited(thing: T) -> None:
+        async with limit:
+            await work(thing)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for thing in things:
+                group.create_task(limited(thing))
+    except BaseExceptionGroup as exc:
+        raise _unwrap(exc) from None
 
 
 @dataclass
@@ -126,28 +144,21 @@ class Pipeline:
         try:
             drives = await self.source.drives()
             self.progress("drives", None, len(drives))
-            lanes = asyncio.Semaphore(self.settings.sync.libraries_at_once)
             stopped: list[RunStopped] = []
 
             async def library(drive: DriveRef) -> None:
-                async with lanes:
-                    self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
-                    try:
-                        self._check_stop()
-                        async with self.state.lease(drive.state_key(self.index.name)):
-                            await self.sync_drive(drive, full=full)
-                    except LeaseHeld:
-                        # Another run (a long full run, another replica) has this library: leave it be.
-                        self.report.leased.append(drive.drive_id)
-                    except RunStopped as exc:  # the other libraries finish their batch too
-                        stopped.append(exc)
+                self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
+                try:
+                    self._check_stop()
+                    async with self.state.lease(drive.state_key(self.index.name)):
+                        await self.sync_drive(drive, full=full)
+                except LeaseHeld:
+                    # Another run (a long full run, another replica) has this library: leave it be.
+                    self.report.leased.append(drive.drive_id)
+                except RunStopped as exc:  # the other libraries finish their batch too
+                    stopped.append(exc)
 
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for drive in drives:
-                        group.create_task(library(drive))
-            except BaseExceptionGroup as exc:
-                raise _unwrap(exc) from None
+            await _at_once(drives, library, asyncio.Semaphore(self.settings.sync.libraries_at_once))
             if stopped:
                 raise stopped[0]
         finally:
@@ -257,7 +268,7 @@ class Pipeline:
         manifest = batch.manifest
         if manifest is None:
             manifest = await self.index.indexed_state([item.ref for item in batch.upserts])
-        await self._each(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)))
+        await _at_once(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)), self._limit)
         upserted = {item.ref.item_id for item in batch.upserts}
         for folder_id, folder in batch.folders.items():
             await self._folder_changed(run, folder_id, folder, upserted)
@@ -267,18 +278,6 @@ class Pipeline:
         if doomed:
             await self._delete(run, sorted(doomed))
         self.progress("batch", batch.drive, len(batch.upserts) + len(batch.deletes))
-
-    async def _each(self, items: Sequence[SourceItem], work: Callable[[SourceItem], object]) -> None:
-        async def limited(item: SourceItem) -> None:
-            async with self._limit:
-                await work(item)  # type: ignore[misc]
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for item in items:
-                    group.create_task(limited(item))
-        except BaseExceptionGroup as exc:
-            raise _unwrap(exc) from None
 
     async def _one(self, run: DriveRun, item: SourceItem, indexed: IndexedItem | None) -> None:
         """Process one item; a per-item failure is recorded and the run goes on."""
@@ -373,4 +372,4 @@ class Pipeline:
             self.report.count(run.drive.drive_id, outcome.kind)
 
         by_id = {entry[0].ref.item_id: entry for entry in moves}
-        await self._each([entry[0] for entry in moves], lambda item: follow(by_id[item.ref.item_id]))
+        await _at_once([entry[0] for entry in moves], lambda item: follow(by_id[item.ref.item_id]), self._limit)

@@ -45,11 +45,8 @@ class AclScopes:
         self._inherits = inherits
         self._scopes: dict[tuple[str, str], asyncio.Future[AclResult]] = {}
 
-    def clear(self, drive_id: str | None = None) -> None:
-        """Forget the scopes read so far, of one library or of all (bounds memory)."""
-        if drive_id is None:
-            self._scopes.clear()
-            return
+    def clear(self, drive_id: str) -> None:
+        """Forget the scopes of one library read so far (bounds memory)."""
         for key in [key for key in self._scopes if key[0] == drive_id]:
             del self._scopes[key]
 

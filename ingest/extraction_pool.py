@@ -74,9 +74,11 @@ class ExtractionPool:
 
     def _spawn(self, generation: int) -> None:
         pool = self._executor(generation)
+        if pool is None:
+            return
         try:
-            for _ in range(self.processes if pool is not None else 0):
-                pool.submit(os.getpid)  # type: ignore[union-attr]  # each submit forks a worker while none is idle
+            for _ in range(self.processes):
+                pool.submit(os.getpid)  # each submit forks a worker while none is idle
         except (OSError, RuntimeError) as exc:  # no workers could be forked, or closed meanwhile
             with self._lock:
                 if self._pool is pool:

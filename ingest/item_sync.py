@@ -148,7 +148,7 @@ class ItemSync:
         site_groups: SiteGroupResolver | None,
         reuse_from: IndexStore | None = None,
         staging: Staging | None = None,
-        extraction: ExtractionPool | None = None,
+        extraction: ExtractionPool,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -159,8 +159,7 @@ class ItemSync:
         self.site_groups = site_groups
         self.reuse_from = reuse_from  # a rebuild takes vectors of unchanged text from the live index
         self.staging = staging
-        self._owns_extraction = extraction is None  # else the run's parts close it
-        self.extraction = extraction or ExtractionPool(settings.sync.extract_processes)
+        self.extraction = extraction  # the run's, started and closed with its other parts
         self.scopes = AclScopes(self._read_scope, source.folder_inherits)
         linger_s = settings.sync.embed_linger_ms / 1000
         self.batcher = (
@@ -168,15 +167,6 @@ class ItemSync:
             if linger_s > 0
             else None
         )
-
-    def start(self) -> None:
-        """Start the extraction workers now, beside the run's first requests; call it when the run begins."""
-        self.extraction.start()
-
-    def close(self) -> None:
-        """Stop the extraction workers (unless they were lent); call it when the run is over."""
-        if self._owns_extraction:
-            self.extraction.close()
 
     def precheck(self, item: SourceItem, known_bad: Mapping[str, KnownBad]) -> None:
         """Refuse, from the listing alone, what is not worth a download."""

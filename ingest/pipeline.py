@@ -33,9 +33,9 @@ from ingest.errors import (
     RunStopped,
     SystemicError,
 )
+from ingest.extraction_pool import ExtractionPool
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
-from ingest.extraction_pool import ExtractionPool
 from ingest.item_sync import ItemSync
 from ingest.models import Acl, DriveRef, IndexedItem, ItemRef, SourceItem
 from ingest.report import ItemProblem, RunReport
@@ -114,9 +114,9 @@ class Pipeline:
         progress: ProgressFn | None = None,
         allow_mass_delete: bool = False,
         reuse_from: IndexStore | None = None,
+        extraction: ExtractionPool,
         staging: Staging | None = None,
         stop: asyncio.Event | None = None,
-        extraction: ExtractionPool | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -140,29 +140,25 @@ class Pipeline:
         Up to `sync.libraries_at_once` libraries sync at once, sharing `sync.concurrency`, so
         that one library's page boundaries (and small libraries' round trips) leave no idle time.
         """
-        self.items.start()  # the extraction workers start while the libraries are listed
-        try:
-            drives = await self.source.drives()
-            self.progress("drives", None, len(drives))
-            stopped: list[RunStopped] = []
+        drives = await self.source.drives()
+        self.progress("drives", None, len(drives))
+        stopped: list[RunStopped] = []
 
-            async def library(drive: DriveRef) -> None:
-                self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
-                try:
-                    self._check_stop()
-                    async with self.state.lease(drive.state_key(self.index.name)):
-                        await self.sync_drive(drive, full=full)
-                except LeaseHeld:
-                    # Another run (a long full run, another replica) has this library: leave it be.
-                    self.report.leased.append(drive.drive_id)
-                except RunStopped as exc:  # the other libraries finish their batch too
-                    stopped.append(exc)
+        async def library(drive: DriveRef) -> None:
+            self.report.library_names[drive.drive_id] = f"{drive.site.name} / {drive.name}"
+            try:
+                self._check_stop()
+                async with self.state.lease(drive.state_key(self.index.name)):
+                    await self.sync_drive(drive, full=full)
+            except LeaseHeld:
+                # Another run (a long full run, another replica) has this library: leave it be.
+                self.report.leased.append(drive.drive_id)
+            except RunStopped as exc:  # the other libraries finish their batch too
+                stopped.append(exc)
 
-            await _at_once(drives, library, asyncio.Semaphore(self.settings.sync.libraries_at_once))
-            if stopped:
-                raise stopped[0]
-        finally:
-            self.items.close()  # the extraction workers
+        await _at_once(drives, library, asyncio.Semaphore(self.settings.sync.libraries_at_once))
+        if stopped:
+            raise stopped[0]
         return self.report
 
     async def sync_drive(self, drive: DriveRef, *, full: bool) -> None:

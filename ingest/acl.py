@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from ingest.concurrency import in_order
 from ingest.config import AclSettings
 from ingest.errors import ItemError
 from ingest.graph.client import GraphClient
@@ -111,19 +112,10 @@ async def permissions_to_acl(
                 unresolved.append(key)
         for identity in getattr(permission, "granted_to_identities_v2", None) or []:
             unresolved.extend(_identity_ids(identity, users, groups))
-    for members in await _in_order(resolving):  # at once: each is several round trips
+    for members in await in_order(resolving):  # at once: each is several round trips
         users.update(members.user_ids)
         groups.update(members.group_ids)
     return AclResult(Acl(frozenset(groups), frozenset(users)), unresolved)
-
-
-async def _in_order(awaitables: Sequence[Awaitable[T]]) -> list[T]:
-    """The awaitables' results, awaited concurrently; the first failure in their order is raised."""
-    results = await asyncio.gather(*awaitables, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results  # type: ignore[return-value]
 
 
 CLAIM_USER = "i:0#.f|membership|"
@@ -169,7 +161,7 @@ class ClaimsSiteGroupResolver:
         await self._prefetch_users(upns, group_id)
         users: set[str] = set()
         groups: set[str] = set()
-        await _in_order([self._claim(login, users, groups, group_id) for login in logins])
+        await in_order([self._claim(login, users, groups, group_id) for login in logins])
         return Acl(frozenset(groups), frozenset(users))
 
     async def _prefetch_users(self, upns: Sequence[str], site_group: str) -> None:

@@ -73,6 +73,7 @@ class EmbeddingBatcher:
     max_inputs: int
     max_tokens: int = MAX_TOKENS_PER_REQUEST
     on_request: Callable[[int, int], None] = lambda inputs, tokens: None
+    pass_tokens: bool = False  # the callers' token counts are the embedder's own: passed on
     _waiting: list[_Waiting] = field(default_factory=list)
     _inputs: int = 0
     _tokens: int = 0
@@ -104,8 +105,9 @@ class EmbeddingBatcher:
 
     async def _send(self, group: list[_Waiting]) -> None:
         texts = [text for waiting in group for text in waiting.texts]
+        tokens = [count for waiting in group for count in waiting.tokens]
         try:
-            vectors = await self.embedder.embed(texts)
+            vectors = await self.embedder.embed(texts, tokens if self.pass_tokens else None)
         except ValueError as exc:
             if len(group) == 1:
                 _settle(group[0], exc)
@@ -117,7 +119,7 @@ class EmbeddingBatcher:
             for waiting in group:
                 _settle(waiting, exc)
             return
-        self.on_request(len(texts), sum(sum(waiting.tokens) for waiting in group))
+        self.on_request(len(texts), sum(tokens))
         start = 0
         for waiting in group:
             _settle(waiting, vectors[start : start + len(waiting.texts)])
@@ -161,9 +163,14 @@ class ItemSync:
         self.staging = staging
         self.extraction = extraction  # the run's, started and closed with its other parts
         self.scopes = AclScopes(self._read_scope, source.folder_inherits)
+        # Chunks' token counts are exact in the chunker's encoding: the embedder need not recount.
+        self._pass_tokens = getattr(embedder, "encoding", None) == getattr(chunker, "encoding", "")
         linger_s = settings.sync.embed_linger_ms / 1000
         self.batcher = (
-            EmbeddingBatcher(embedder, linger_s, settings.embedding.batch_inputs, on_request=self._count_request)
+            EmbeddingBatcher(
+                embedder, linger_s, settings.embedding.batch_inputs, on_request=self._count_request,
+                pass_tokens=self._pass_tokens,
+            )
             if linger_s > 0
             else None
         )
@@ -336,8 +343,9 @@ class ItemSync:
             batch_size = self.settings.embedding.batch_inputs
             for start in range(0, len(pending), batch_size):
                 part = pending[start : start + batch_size]
-                result = await self.embedder.embed([c.text for c in part])
-                self._count_request(len(part), sum(c.token_count for c in part))
+                tokens = [c.token_count for c in part]
+                result = await self.embedder.embed([c.text for c in part], tokens if self._pass_tokens else None)
+                self._count_request(len(part), sum(tokens))
                 for chunk, vector in zip(part, result, strict=True):
                     found[chunk.content_hash] = vector
         self.report.embedding["reused"] += len(wanted) - len(todo)

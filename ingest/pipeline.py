@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from ingest.acl import SiteGroupResolver
 from ingest.acl_scopes import AclTable
 from ingest.chunking import Chunker
+from ingest.concurrency import at_once
 from ingest.config import Settings
 from ingest.embedding import Embedder
 from ingest.errors import (
@@ -44,43 +44,6 @@ from ingest.staging import Staging
 from ingest.state.base import MAX_KNOWN_BAD, MAX_PENDING_RETRIES, DriveCursor, KnownBad, LeaseHeld, StateStore
 
 ProgressFn = Callable[[str, DriveRef | None, int], None]
-T = TypeVar("T")
-
-
-def _unwrap(group: BaseExceptionGroup) -> BaseException:
-    """The exception to surface from a task group: a systemic one first, else the first."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, SystemicError):
-            return exc
-    return leaves[0]
-
-
-async def _at_once(things: Sequence[T], work: Callable[[T], Awaitable[None]], limit: asyncio.Semaphore) -> None:
-    """`work(thing)` for every thing, at most `limit` at a time; the first failure (a systemic
-    one first) cancels the rest and is raised."""
-
-    async def limited(thing: T) -> None:
-        async with limit:
-            await work(thing)
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for thing in things:
-                group.create_task(limited(thing))
-    except BaseExceptionGroup as exc:
-        raise _unwrap(exc) from None
-
-
 @dataclass
 class DriveRun:
     """What one run knows about one library while it syncs it."""
@@ -156,7 +119,7 @@ class Pipeline:
             except RunStopped as exc:  # the other libraries finish their batch too
                 stopped.append(exc)
 
-        await _at_once(drives, library, asyncio.Semaphore(self.settings.sync.libraries_at_once))
+        await at_once(drives, library, asyncio.Semaphore(self.settings.sync.libraries_at_once))
         if stopped:
             raise stopped[0]
         return self.report
@@ -264,7 +227,7 @@ class Pipeline:
         manifest = batch.manifest
         if manifest is None:
             manifest = await self.index.indexed_state([item.ref for item in batch.upserts])
-        await _at_once(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)), self._limit)
+        await at_once(batch.upserts, lambda item: self._one(run, item, manifest.get(item.ref)), self._limit)
         upserted = {item.ref.item_id for item in batch.upserts}
         for folder_id, folder in batch.folders.items():
             await self._folder_changed(run, folder_id, folder, upserted)
@@ -368,4 +331,4 @@ class Pipeline:
             self.report.count(run.drive.drive_id, outcome.kind)
 
         by_id = {entry[0].ref.item_id: entry for entry in moves}
-        await _at_once([entry[0] for entry in moves], lambda item: follow(by_id[item.ref.item_id]), self._limit)
+        await at_once([entry[0] for entry in moves], lambda item: follow(by_id[item.ref.item_id]), self._limit)

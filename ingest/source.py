@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
+from ingest.concurrency import in_order
 from ingest.config import GraphSettings
 from ingest.errors import ItemUnavailable
 from ingest.graph.client import DOWNLOAD_URL_FIELD, GraphClient
@@ -23,6 +24,7 @@ from ingest.models import DriveRef, IndexedItem, ItemRef, SiteRef, SourceItem
 ManifestFn = Callable[[list[ItemRef]], Awaitable[Mapping[ItemRef, IndexedItem]]]
 
 SITE_PAGES_DRIVE_NAMES = frozenset({"Site Pages", "SitePages"})
+SITES_AT_ONCE = 8  # sites whose libraries are listed at once when a run starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +188,21 @@ class SharePointSource:
     async def sites(self) -> list[SiteRef]:
         """The configured sites, or every site of the tenant when none is configured."""
         if self.settings.sites:
-            found = [await self.graph.site(s) for s in self.settings.sites]
+            found = await in_order([self.graph.site(s) for s in self.settings.sites], limit=SITES_AT_ONCE)
         else:
             found = [s async for s in self.graph.all_sites()]
         return [SiteRef(s.id, s.display_name or s.name or s.id, s.web_url or "") for s in found]
 
     async def drives(self) -> list[DriveRef]:
         """Every document library of the sites, and their Site Pages libraries if enabled."""
+        sites = await self.sites()
+        listed = await in_order(
+            [self.graph.drives(site.site_id, include_system=self.settings.include_pages) for site in sites],
+            limit=SITES_AT_ONCE,
+        )
         drives: list[DriveRef] = []
-        for site in await self.sites():
-            for drive in await self.graph.drives(site.site_id, include_system=self.settings.include_pages):
+        for site, site_drives in zip(sites, listed, strict=True):
+            for drive in site_drives:
                 is_pages = drive.name in SITE_PAGES_DRIVE_NAMES or (drive.web_url or "").rstrip("/").endswith("/SitePages")
                 if is_pages and not self.settings.include_pages:
                     continue

@@ -25,8 +25,16 @@ class Embedder(Protocol):
     max_batch_inputs: int
     """The most texts one call to the service carries; `embed` splits larger inputs itself."""
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One vector of `dimensions` floats per text, in the order of `texts`."""
+    encoding: str
+    """The tiktoken encoding the model counts tokens in."""
+
+    async def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> list[list[float]]:
+        """One vector of `dimensions` floats per text, in the order of `texts`.
+
+        `tokens`, when given, are the texts' exact token counts in `encoding` (a chunk's
+        `token_count` when the chunker counts in the same encoding), so that the embedder need
+        not count them again.
+        """
         ...
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ingest.chunking import count_tokens
+from ingest.chunking import DEFAULT_ENCODING, count_tokens
 from ingest.embedding.base import MAX_INPUTS_PER_REQUEST
 
 _WORD = re.compile(r"\w+")
@@ -39,19 +39,21 @@ class OfflineEmbedder:
         self.dimensions = dimensions
         self.model_id = f"offline-hash-v1-{dimensions}"
         self.max_batch_inputs = MAX_INPUTS_PER_REQUEST
+        self.encoding = DEFAULT_ENCODING  # what `tokens` counts in; only the report uses them
         self.requests = 0  # counters, as OpenAIEmbedder keeps them, for the run report
         self.inputs = 0
         self.tokens = 0
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One unit vector per text, in order; deterministic across processes."""
+    async def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> list[list[float]]:
+        """One unit vector per text, in order; deterministic across processes. `tokens` (the
+        texts' counts, when known) only feed the `tokens` counter."""
         if len(texts) <= _INLINE_LIMIT:
             vectors = self.embed_sync(texts)
         else:
             vectors = await asyncio.to_thread(self.embed_sync, texts)
         self.requests += 1
         self.inputs += len(texts)
-        self.tokens += sum(count_tokens(text) for text in texts)
+        self.tokens += sum(tokens) if tokens is not None else sum(count_tokens(text) for text in texts)
         return vectors
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:

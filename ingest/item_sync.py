@@ -24,13 +24,13 @@ from ingest.chunking import Chunker
 from ingest.config import Settings
 from ingest.embedding import Embedder
 from ingest.embedding.base import MAX_TOKENS_PER_REQUEST
-from ingest.errors import BadInput, EmptyFile, SystemicError, TooLarge, UnsupportedFormat
+from ingest.errors import BadInput, EmptyFile, TooLarge, UnsupportedFormat
 from ingest.extract import extract, is_supported
-from ingest.extraction_jobs import ChunkParams, chunk_text, extract_and_chunk
+from ingest.extraction_jobs import chunk_text, extract_and_chunk
 from ingest.extraction_pool import ExtractionPool
 from ingest.faults import crash_point
 from ingest.index.base import IndexStore
-from ingest.models import Acl, Chunk, DriveRef, Extracted, IndexDoc, IndexedItem, SourceItem, chunk_key
+from ingest.models import Acl, Chunk, DriveRef, IndexDoc, IndexedItem, SourceItem, chunk_key
 from ingest.report import RunReport
 from ingest.source import SharePointSource
 from ingest.staging import Staging

@@ -15,7 +15,7 @@ removing an unseen item it asks Graph whether the item still exists.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.acl import SiteGroupResolver
@@ -31,7 +31,6 @@ from ingest.errors import (
     MassDeleteRefused,
     ResyncRequired,
     RunStopped,
-    SystemicError,
 )
 from ingest.extraction_pool import ExtractionPool
 from ingest.faults import crash_point

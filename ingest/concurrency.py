@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -11,20 +12,38 @@ from ingest.errors import SystemicError
 T = TypeVar("T")
 
 
+class _NotStarted(Exception):
+    """An awaitable `in_order` did not start because another had already failed."""
+
+
 async def in_order(awaitables: Sequence[Awaitable[T]], limit: int | None = None) -> list[T]:
-    """The awaitables' results, awaited concurrently (at most `limit` at a time); the first
-    failure in their order is raised, once all have ended."""
+    """The awaitables' results, awaited concurrently, at most `limit` at a time.
+
+    The first failure in their order is raised once those started have ended; with a `limit`,
+    none is started after one has failed (a refused credential costs `limit` more requests,
+    not one per site).
+    """
     gate = asyncio.Semaphore(limit) if limit else None
+    failed = False
 
     async def gated(awaitable: Awaitable[T]) -> T:
+        nonlocal failed
         if gate is None:
             return await awaitable
         async with gate:
-            return await awaitable
+            if failed:
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()  # never started, and not reported as never awaited
+                raise _NotStarted
+            try:
+                return await awaitable
+            except BaseException:
+                failed = True
+                raise
 
     results = await asyncio.gather(*(gated(a) for a in awaitables), return_exceptions=True)
     for result in results:
-        if isinstance(result, BaseException):
+        if isinstance(result, BaseException) and not isinstance(result, _NotStarted):
             raise result
     return results  # type: ignore[return-value]
 

@@ -63,8 +63,8 @@ def _rows(index_dir: Path, columns: str) -> list[tuple[Any, ...]]:
 
 def main(config: dict[str, Any]) -> dict[str, Any]:
     """Run one sync and return its measurements."""
-    from ingest.tokens import count_tokens
     from ingest.runs import run_sync
+    from ingest.tokens import count_tokens
 
     settings = settings_for(config)
     full = config["mode"] == "full"

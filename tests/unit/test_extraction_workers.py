@@ -160,3 +160,18 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has ended; its parent reaps it
+
+
+def test_the_spindex_command_script_is_cheap_for_workers_to_rerun() -> None:
+    # Workers run the script that started their process again before their first job: the
+    # module the `spindex` console script imports must not pull in the command line with it.
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="spindex")
+    probe = (
+        f"import sys; import {script.module}; "
+        "print(sorted(m for m in ('typer', 'rich', 'jobs.cli', 'ingest.config') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=LIVENESS_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -118,10 +118,6 @@ class Chunker:
         self._merge_levels = 3
         self._page_tokens = chunk_tokens // 2
 
-    def count_tokens(self, text: str) -> int:
-        """The exact number of tokens of `text` in this chunker's encoding."""
-        return len(get_encoding(self.encoding).encode_ordinary(text))
-
     def chunk(self, doc: Extracted) -> list[Chunk]:
         """The chunks of `doc` in reading order; [] when it has no non-blank text."""
         text, spans = _join_sections(doc)

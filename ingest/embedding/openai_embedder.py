@@ -26,7 +26,7 @@ import openai
 from openai.types import Embedding
 
 from ingest.budget import EmbeddingBudget
-from ingest.tokens import DEFAULT_ENCODING, check_encoding, get_encoding
+from ingest.tokens import DEFAULT_ENCODING, check_encoding, count_tokens
 from ingest.embedding.base import (
     MAX_INPUTS_PER_REQUEST,
     MAX_TOKENS_PER_INPUT,
@@ -160,8 +160,7 @@ class OpenAIEmbedder:
         await self._client.close()
 
     def _count(self, texts: Sequence[str]) -> list[int]:
-        enc = get_encoding(self.encoding)
-        return [len(enc.encode_ordinary(text)) for text in texts]
+        return [count_tokens(text, self.encoding) for text in texts]
 
     def _batches(self, counts: Sequence[int]) -> list[tuple[int, int]]:
         """[start, end) index ranges within both batch limits, in order."""

@@ -28,12 +28,9 @@ async def in_order(awaitables: Sequence[Awaitable[T]], limit: int | None = None)
 
     async def gated(awaitable: Awaitable[T]) -> T:
         nonlocal failed
-        if gate is None:
-            return await awaitable
+        assert gate is not None
         async with gate:
             if failed:
-                if inspect.iscoroutine(awaitable):
-                    awaitable.close()  # never started, and not reported as never awaited
                 raise _NotStarted
             try:
                 return await awaitable
@@ -41,7 +38,14 @@ async def in_order(awaitables: Sequence[Awaitable[T]], limit: int | None = None)
                 failed = True
                 raise
 
-    results = await asyncio.gather(*(gated(a) for a in awaitables), return_exceptions=True)
+    try:
+        results = await asyncio.gather(
+            *(awaitables if gate is None else [gated(a) for a in awaitables]), return_exceptions=True
+        )
+    finally:
+        for awaitable in awaitables:  # never started (after a failure, or cancelled first): not "never awaited"
+            if inspect.iscoroutine(awaitable) and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED:
+                awaitable.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, _NotStarted):
             raise result

@@ -4,6 +4,7 @@ after a failure where that is promised."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 
 import pytest
@@ -103,3 +104,20 @@ def test_at_once_raises_a_systemic_failure_before_others_and_cancels_the_rest() 
     with pytest.raises(SystemicError, match="unreachable"):
         asyncio.run(asyncio.wait_for(run(), 30))
     assert finished == [0]  # the slow ones were cancelled, not waited for
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_a_cancelled_in_order_leaves_no_coroutine_unawaited(recwarn: pytest.WarningsRecorder, limit: int | None) -> None:
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(in_order([slow() for _ in range(10)], limit=limit))
+        await asyncio.sleep(0)  # in_order has handed them out; none (or `limit`) has started
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

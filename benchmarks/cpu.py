@@ -9,9 +9,15 @@ On the benchmark corpus's PDFs (benchmarks/corpus.py), in pages per second:
                    hygiene (NFKC, control characters), pages kept, and token chunking
   spindex, pool    the same jobs through `ExtractionPool` (one worker per core), all in flight
 
-Raw pypdf and spindex in one process run paired, document by document (which goes first
-alternates), so that a slow spell of the machine, which can last seconds and halve its speed,
-hits both sides of a ratio alike; then the pool runs all of them. `--repeat` rounds of that.
+and, to show where the one-process time goes, two partial runs of it:
+
+  extraction only  `ingest.extract.extract`: the pypdf calls and the text hygiene
+  + one encode     that, then the document's text encoded once with the chunking encoding:
+                   the least any chunker with exact token counts does on top of extraction
+
+Raw pypdf and the one-process runs go paired, document by document (which goes first
+rotates), so that a slow spell of the machine, which can last seconds and halve its speed,
+hits every side of a ratio alike; then the pool runs all of them. `--repeat` rounds of that.
 The ratios are the median of each round's own ratio; pages/s are of the fastest round of each
 (other work on the machine only ever slows a run down). Results go to
 `benchmarks/results/cpu-latest.json`.
@@ -49,16 +55,36 @@ def _spindex(data: bytes) -> None:
     extract_and_chunk("doc.pdf", "application/pdf", data, PARAMS, False)
 
 
-def _paired(pdfs: list[bytes], round_no: int) -> tuple[float, float]:
-    """Seconds raw pypdf and spindex take over all `pdfs`, timed document by document in turn."""
-    totals = [0.0, 0.0]
-    runs = (_raw, _spindex)
+def _extraction(data: bytes) -> None:
+    """spindex's extraction alone: pypdf and the text hygiene, no chunking."""
+    from ingest.extract import extract
+
+    extract("doc.pdf", "application/pdf", data)
+
+
+def _extraction_and_encode(data: bytes) -> None:
+    """spindex's extraction, then its text encoded once: an exact-token chunker's least work."""
+    from ingest.extract import extract
+    from ingest.tokens import SECTION_BREAK, get_encoding
+
+    text = SECTION_BREAK.join(section.text for section in extract("doc.pdf", "application/pdf", data).sections)
+    get_encoding(PARAMS[2]).encode_to_numpy(text, disallowed_special=())
+
+
+RUNS = {"raw": _raw, "one": _spindex, "extraction": _extraction, "encode": _extraction_and_encode}
+
+
+def _paired(pdfs: list[bytes], round_no: int) -> dict[str, float]:
+    """Seconds each of `RUNS` takes over all `pdfs`, timed document by document in turn."""
+    names = list(RUNS)
+    totals = dict.fromkeys(names, 0.0)
     for i, data in enumerate(pdfs):
-        for side in (0, 1) if (i + round_no) % 2 == 0 else (1, 0):
+        shift = (i + round_no) % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            runs[side](data)
-            totals[side] += time.perf_counter() - start
-    return totals[0], totals[1]
+            RUNS[name](data)
+            totals[name] += time.perf_counter() - start
+    return totals
 
 
 async def _pooled(pdfs: list[bytes]) -> float:
@@ -80,12 +106,11 @@ async def _pooled(pdfs: list[bytes]) -> float:
 
 
 def _rounds(repeat: int, pdfs: list[bytes]) -> dict[str, list[float]]:
-    """Seconds of each run ("raw", "one", "pool") in each of `repeat` rounds."""
-    seconds: dict[str, list[float]] = {"raw": [], "one": [], "pool": []}
+    """Seconds of each run (those of `RUNS`, and "pool") in each of `repeat` rounds."""
+    seconds: dict[str, list[float]] = {name: [] for name in [*RUNS, "pool"]}
     for round_no in range(repeat):
-        raw, one = _paired(pdfs, round_no)
-        seconds["raw"].append(raw)
-        seconds["one"].append(one)
+        for name, total in _paired(pdfs, round_no).items():
+            seconds[name].append(total)
         seconds["pool"].append(asyncio.run(_pooled(pdfs)))
     return seconds
 
@@ -125,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "spindex_one_process_pages_per_s": round(pages / one_s, 1),
         "spindex_pool_pages_per_s": round(pages / pool_s, 1),
         "one_process_vs_raw": round(_median_ratio(seconds["raw"], seconds["one"]), 3),
+        "extraction_only_vs_raw": round(_median_ratio(seconds["raw"], seconds["extraction"]), 3),
+        "extraction_and_one_encode_vs_raw": round(_median_ratio(seconds["raw"], seconds["encode"]), 3),
         "pool_vs_raw": round(_median_ratio(seconds["raw"], seconds["pool"]), 3),
         "pool_vs_one_process": round(_median_ratio(seconds["one"], seconds["pool"]), 3),
         "best_of_each": {"one_process_vs_raw": round(raw_s / one_s, 3), "pool_vs_raw": round(raw_s / pool_s, 3)},
@@ -136,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("extraction + chunking", "pages/s", "vs raw pypdf"),
         ("raw pypdf (extract_text only)", f"{result['raw_pypdf_pages_per_s']:.0f}", "1.00x"),
         ("spindex, one process", f"{result['spindex_one_process_pages_per_s']:.0f}", f"{result['one_process_vs_raw']:.2f}x"),
+        ("  of which extraction only", "", f"{result['extraction_only_vs_raw']:.2f}x"),
+        ("  extraction + one encode", "", f"{result['extraction_and_one_encode_vs_raw']:.2f}x"),
         (f"spindex, pool of {result['cores']}", f"{result['spindex_pool_pages_per_s']:.0f}", f"{result['pool_vs_raw']:.2f}x"),
     ]))  # fmt: skip
     print(f"{len(pdfs)} PDFs, {pages} pages; written to {path.relative_to(ROOT)}")

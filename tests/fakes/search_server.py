@@ -10,9 +10,9 @@ It checks the credential (`api-key`, or `Authorization: Bearer <token>`) and `ap
 keeps the definitions it received (`definitions`) for assertions, applies the four indexing
 actions with per-document results (200, or 207 when any document fails), refuses more than
 1,000 actions (400) or 16 MB (413), and answers searches with simple term matching, exact
-cosine vectors (numpy) and RRF fusion. Filters are parsed strictly: only the forms spindex
-emits are accepted, anything else is a 400, so a filter regression fails a test instead of
-silently matching (grammar: `search_odata.py`). Fields marked `retrievable: false` are never
+cosine vectors (numpy) and RRF fusion (`search_ranking.py`). Filters are parsed strictly:
+only the forms spindex emits are accepted, anything else is a 400, so a filter regression
+fails a test instead of silently matching (grammar: `search_odata.py`). Fields marked `retrievable: false` are never
 returned. Documents operations work through an alias; deleting an alias target is a 400.
 
 Knobs (attributes, may be changed while running):
@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from tests.fakes.search_odata import FilterError, compile_filter
+from tests.fakes.search_ranking import QueryError, fused, ordered, text_ranking, tokens, vector_ranking
 
 API_VERSION = "2026-04-01"
 MAX_ACTIONS = 1000  # actions per indexing batch (search-limits-quotas-capacity)
@@ -46,9 +47,7 @@ MAX_BYTES = 16 * 2**20  # payload of one indexing request (same page)
 MAX_SKIP = 100_000  # largest $skip (Search Documents REST reference)
 MAX_PAGE = 1000  # results per page (same reference)
 DEFAULT_TOP = 50  # results when `top` is not given
-RRF_K = 60  # reciprocal rank fusion constant of hybrid ranking
 _KEY = re.compile(r"[A-Za-z0-9=\-][A-Za-z0-9_=\-]{0,1023}")
-_TOKEN = re.compile(r"[^\W_]+")
 _ACTIONS = ("upload", "merge", "mergeOrUpload", "delete")
 # /indexes, /indexes('x'), /indexes/x, then an optional rest (/docs/search.index, /search.stats...)
 _INDEX_PATH = re.compile(r"^/indexes(?:\('([^']*)'\)|/([^/()]+))?(/.*)?$")
@@ -439,23 +438,16 @@ class FakeSearchService:
             docs = [d for _, d in sorted(index.docs.items()) if predicate(d)]
         key = index.key_field
         text = body.get("search")
-        terms = [] if text in (None, "*") else _tokens(str(text))
-        rankings: list[list[tuple[str, float]]] = []
-        if terms:
-            rankings.append(_text_ranking(docs, terms, fields, key))
-        for query in body.get("vectorQueries") or []:
-            rankings.append(_vector_ranking(docs, query, fields, key))
-        if not rankings:
-            order = body.get("orderby")
-            ranked = [(d[key], 1.0) for d in _ordered(docs, order, fields)]
-        elif len(rankings) == 1:
-            ranked = rankings[0]
-        else:
-            fused: dict[str, float] = {}
-            for ranking in rankings:
-                for rank, (doc_key, _) in enumerate(ranking, start=1):
-                    fused[doc_key] = fused.get(doc_key, 0.0) + 1.0 / (RRF_K + rank)
-            ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        terms = [] if text in (None, "*") else tokens(str(text))
+        try:
+            rankings = [text_ranking(docs, terms, fields, key)] if terms else []
+            rankings += [vector_ranking(docs, query, fields, key) for query in body.get("vectorQueries") or []]
+            if rankings:
+                ranked = fused(rankings)
+            else:
+                ranked = [(d[key], 1.0) for d in ordered(docs, body.get("orderby"), fields)]
+        except QueryError as exc:
+            raise HttpError(400, str(exc)) from exc
         select = self._selected(body.get("select"), fields)
         by_key = {d[key]: d for d in docs}
         wanted = DEFAULT_TOP if top is None else top
@@ -529,67 +521,3 @@ def _check_value(fields: Mapping[str, dict[str, Any]], name: str, value: object)
         ok = isinstance(value, str)
     if not ok:
         raise HttpError(400, f"The value of '{name}' does not fit its type {kind}")
-
-
-def _tokens(text: str) -> list[str]:
-    return [t.lower() for t in _TOKEN.findall(text)]
-
-
-def _text_ranking(docs: list[dict[str, Any]], terms: list[str],
-                  fields: Mapping[str, dict[str, Any]], key: str) -> list[tuple[str, float]]:
-    """Documents matching any term in a searchable text field, by tf-idf, best first."""
-    searchable = [n for n, f in fields.items() if f.get("searchable") and f["type"] == "Edm.String"]
-    bags = [[t for n in searchable for t in _tokens(str(d.get(n) or ""))] for d in docs]
-    scored: list[tuple[str, float]] = []
-    for doc, bag in zip(docs, bags, strict=True):
-        score = 0.0
-        for term in set(terms):
-            tf = bag.count(term)
-            if tf:
-                df = sum(1 for b in bags if term in b)
-                score += (1 + math.log(tf)) * math.log(1 + len(docs) / df)
-        if score > 0:
-            scored.append((doc[key], score))
-    return sorted(scored, key=lambda kv: (-kv[1], kv[0]))
-
-
-def _vector_ranking(docs: list[dict[str, Any]], query: Mapping[str, Any],
-                    fields: Mapping[str, dict[str, Any]], key: str) -> list[tuple[str, float]]:
-    """The `k` documents nearest to the query vector by exact cosine, best first."""
-    name, vector, k = query.get("fields"), query.get("vector"), query.get("k")
-    spec = fields.get(str(name))
-    if query.get("kind") != "vector" or spec is None or spec["type"] != "Collection(Edm.Single)":
-        raise HttpError(400, f"vector query on unknown vector field {name!r}")
-    if not isinstance(vector, list) or len(vector) != spec["dimensions"]:
-        raise HttpError(400, f"the query vector must have {spec['dimensions']} dimensions")
-    if not isinstance(k, int) or k < 1:
-        raise HttpError(400, "k must be a positive integer")
-    candidates = [d for d in docs if d.get(name)]
-    if not candidates:
-        return []
-    matrix = np.asarray([d[name] for d in candidates], dtype=np.float64)
-    q = np.asarray(vector, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
-    sims = matrix @ q / np.where(norms == 0, 1.0, norms)
-    # Azure's cosine score: 1 / (1 + distance), distance = 1 - similarity.
-    scored = [(d[key], float(1.0 / (2.0 - s))) for d, s in zip(candidates, sims, strict=True)]
-    return sorted(scored, key=lambda kv: (-kv[1], kv[0]))[:k]
-
-
-def _ordered(docs: list[dict[str, Any]], orderby: object,
-             fields: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Documents in `orderby` order (sortable fields only), then by key; key order if none."""
-    if not orderby:
-        return docs
-    ordered = list(docs)
-    for clause in reversed([c.strip() for c in str(orderby).split(",")]):
-        name, _, direction = clause.partition(" ")
-        spec = fields.get(name)
-        if spec is None or not spec.get("sortable") or direction not in ("", "asc", "desc"):
-            raise HttpError(400, f"cannot order by '{clause}': not a sortable field")
-        present = [d for d in ordered if d.get(name) is not None]
-        missing = [d for d in ordered if d.get(name) is None]
-        present.sort(key=lambda d: d[name], reverse=direction == "desc")
-        ordered = present + missing
-    return ordered
-

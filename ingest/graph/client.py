@@ -7,7 +7,6 @@ that applies the retry policy and maps an HTTP status to a spindex exception.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 from kiota_http.middleware.options import RetryHandlerOption, UserAgentHandlerOption
 
 from ingest.budget import GraphBudget, graph_request_cost
+from ingest.concurrency import in_order
 from ingest.config import GRAPH_SCOPE, GraphSettings
 from ingest.errors import (
     AuthError,
@@ -418,8 +418,7 @@ class GraphClient:
                 else:
                     raise SourceUnavailable(f"Graph failed on a user lookup (HTTP {status} in $batch)")
 
-        for start in range(0, len(parts), 4):  # a few batches in flight, not hundreds
-            await asyncio.gather(*(one(part) for part in parts[start : start + 4]))
+        await in_order([one(part) for part in parts], limit=4)  # a few batches in flight, not hundreds
         return ids
 
     async def _batch(self, urls: Mapping[str, str], *, kind: str) -> dict[str, tuple[int, dict[str, Any]]]:

@@ -106,3 +106,26 @@ def test_a_denied_directory_read_names_the_permission(directory: tuple[Tenant, S
         assert _read(denied, lambda graph: graph.user_id(ann.upn)) == ann.id
         with pytest.raises(AuthError, match="HTTP 403.*GroupMember.Read.All"):
             _read(denied, lambda graph: graph.transitive_group_ids(ann.id))
+
+
+def _upns() -> list[str]:
+    """More UPNs than four `$batch` requests of 20 carry, one unknown to the directory."""
+    return [f"owner{n:03d}@{DOMAIN}" for n in range(OWNERS)] + [f"nobody@{DOMAIN}", GUEST]
+
+
+def test_user_ids_in_batches_are_the_directory_s(directory: tuple[Tenant, Settings]) -> None:
+    tenant, settings = directory
+    upns = _upns()
+    ids = _read(settings, lambda graph: graph.batch_user_ids(upns))
+    assert ids == {upn: None if upn.startswith("nobody@") else tenant.user(upn).id for upn in upns}
+
+
+def test_a_denied_batch_lookup_names_the_permission_and_stops(directory: tuple[Tenant, Settings]) -> None:
+    tenant, settings = directory
+    upns = _upns()
+    with SandboxServer(tenant, granted_permissions={"Sites.Read.All", "GroupMember.Read.All"}) as server:
+        denied = spindex_settings(server, tenant, settings.data_dir, None)
+        with pytest.raises(AuthError, match="HTTP 403.*User.Read.All"):
+            _read(denied, lambda graph: graph.batch_user_ids(upns))
+        batches = server.stats.snapshot()["requests"]["batch"]
+    assert len(upns) > 4 * 20 and batches <= 4  # those in flight at the refusal, none after it

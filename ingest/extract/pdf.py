@@ -66,7 +66,8 @@ def extract_pdf(content: bytes) -> Extracted:
 def _title(reader: PdfReader) -> str | None:
     """The document-information title, if the file has a usable one."""
     try:
-        title = reader.metadata.title if reader.metadata else None
+        metadata = reader.metadata  # parsed on every access
+        title = metadata.title if metadata else None
     except Exception:  # a broken info dictionary costs the title, not the document
         return None
     return str(title) if title else None

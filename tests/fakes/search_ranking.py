@@ -73,17 +73,17 @@ def ordered(docs: list[dict[str, Any]], orderby: object,
     """Documents in `orderby` order (sortable fields only), then by key; key order if none."""
     if not orderby:
         return docs
-    ordered = list(docs)
+    result = list(docs)
     for clause in reversed([c.strip() for c in str(orderby).split(",")]):
         name, _, direction = clause.partition(" ")
         spec = fields.get(name)
         if spec is None or not spec.get("sortable") or direction not in ("", "asc", "desc"):
             raise QueryError(f"cannot order by '{clause}': not a sortable field")
-        present = [d for d in ordered if d.get(name) is not None]
-        missing = [d for d in ordered if d.get(name) is None]
+        present = [d for d in result if d.get(name) is not None]
+        missing = [d for d in result if d.get(name) is None]
         present.sort(key=lambda d: d[name], reverse=direction == "desc")
-        ordered = present + missing
-    return ordered
+        result = present + missing
+    return result
 
 
 def fused(rankings: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:

@@ -12,8 +12,9 @@ actions with per-document results (200, or 207 when any document fails), refuses
 1,000 actions (400) or 16 MB (413), and answers searches with simple term matching, exact
 cosine vectors (numpy) and RRF fusion (`search_ranking.py`). Filters are parsed strictly:
 only the forms spindex emits are accepted, anything else is a 400, so a filter regression
-fails a test instead of silently matching (grammar: `search_odata.py`). Fields marked `retrievable: false` are never
-returned. Documents operations work through an alias; deleting an alias target is a 400.
+fails a test instead of silently matching (grammar: `search_odata.py`). Fields marked
+`retrievable: false` are never returned. Documents operations work through an alias;
+deleting an alias target is a 400.
 
 Knobs (attributes, may be changed while running):
   inject_207     key -> status (every attempt), key -> (status, attempts), or a callable

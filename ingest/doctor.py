@@ -245,12 +245,12 @@ class _GraphProbe:
                 return None
             drive = drives[0]
             page = await self.graph.delta_page(drive.id, None, top=50, sharing_changes=False)
-            file_item = next((i for i in page.items if getattr(i, "file", None) is not None), None)
+            file_item = next((i for i in page.items if i.is_file), None)
             for _ in range(PROBE_DELTA_PAGES - 1):
                 if file_item is not None or not page.next_link:
                     break
                 page = await self.graph.delta_page(drive.id, page.next_link, top=50, sharing_changes=False)
-                file_item = next((i for i in page.items if getattr(i, "file", None) is not None), None)
+                file_item = next((i for i in page.items if i.is_file), None)
         except SpindexError as exc:
             self._failed(name, exc, fix)
             return None

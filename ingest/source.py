@@ -17,7 +17,8 @@ from typing import Any
 from ingest.concurrency import in_order
 from ingest.config import GraphSettings
 from ingest.errors import ItemUnavailable
-from ingest.graph.client import DOWNLOAD_URL_FIELD, GraphClient
+from ingest.graph.client import GraphClient
+from ingest.graph.drive_items import DriveEntry
 from ingest.models import DriveRef, IndexedItem, ItemRef, SiteRef, SourceItem
 
 ManifestFn = Callable[[list[ItemRef]], Awaitable[Mapping[ItemRef, IndexedItem]]]
@@ -146,11 +147,10 @@ class FolderPaths:
         known = self._folders.get(folder_id)
         if known is None:
             item = await self._graph.item(self._drive_id, folder_id)
-            if getattr(item, "root", None) is not None:
+            if item.is_root:
                 self.root_id = folder_id
                 return "/", ()
-            parent = item.parent_reference.id if item.parent_reference else None
-            known = (item.name or folder_id, parent)
+            known = (item.name or folder_id, item.parent_id)
             self._folders[folder_id] = known
         name, parent = known
         parent_path, parent_ids = await self.chain(parent)
@@ -224,37 +224,36 @@ class SharePointSource:
             page = await self.graph.delta_page(drive.drive_id, link, top=self.settings.page_size)
             self._download_urls[drive.drive_id] = {}
             batch = ChangeBatch(drive=drive)
-            latest: dict[str, Any] = {}
+            latest: dict[str, DriveEntry] = {}
             for raw in page.items:  # an item may appear more than once: its last state wins
                 if raw.id:
                     latest.pop(raw.id, None)
                     latest[raw.id] = raw
             for raw in latest.values():
-                if raw.root is not None:
+                if raw.is_root:
                     folders.learn(raw.id, "", None, is_root=True)
             for raw in latest.values():
-                if raw.folder is not None and raw.root is None and raw.deleted is None:
-                    parent = raw.parent_reference.id if raw.parent_reference else None
-                    folders.learn(raw.id, raw.name or "", parent, inherits=_inherits(raw, page.hierarchical))
+                if raw.is_folder and not raw.is_root and not raw.deleted:
+                    folders.learn(raw.id, raw.name or "", raw.parent_id, inherits=_inherits(raw, page.hierarchical))
             if manifest is not None:
                 refs = [
                     ItemRef(drive.drive_id, raw.id)
                     for raw in latest.values()
-                    if raw.root is None and raw.deleted is None and raw.folder is None
+                    if not (raw.is_root or raw.deleted or raw.is_folder)
                 ]
                 batch.manifest = await manifest(refs) if refs else {}
                 for indexed in batch.manifest.values():
                     folders.seed(indexed.ancestor_ids, indexed.path)
             for raw in latest.values():
-                if raw.root is not None:
+                if raw.is_root:
                     continue
                 ref = ItemRef(drive.drive_id, raw.id)
-                if raw.deleted is not None:
+                if raw.deleted:
                     batch.deletes.append(ref)
-                    if raw.folder is not None:
+                    if raw.is_folder:
                         batch.deleted_folders.append(raw.id)
                     continue
-                if raw.folder is not None:
+                if raw.is_folder:
                     batch.folders[raw.id] = FolderState(*(await folders.chain(raw.id)), web_url=raw.web_url or "")
                     continue
                 item = await self._source_item(drive, raw, folders)
@@ -271,7 +270,7 @@ class SharePointSource:
     async def item(self, drive: DriveRef, item_id: str) -> SourceItem | None:
         """One file or page by id in its latest state; None if it is gone or not indexable."""
         raw = await self.graph.item(drive.drive_id, item_id)
-        if raw is None or raw.deleted is not None or raw.folder is not None or raw.root is not None:
+        if raw.deleted or raw.is_folder or raw.is_root:
             return None
         return await self._source_item(drive, raw, self._folder_paths(drive))
 
@@ -281,18 +280,14 @@ class SharePointSource:
             raw = await self.graph.item(drive.drive_id, item_id)
         except ItemUnavailable:
             return False
-        return raw is not None and raw.deleted is None
+        return not raw.deleted
 
-    async def _source_item(self, drive: DriveRef, raw: Any, folders: FolderPaths) -> SourceItem | None:
-        parent = raw.parent_reference.id if raw.parent_reference else None
-        path, ancestors = await folders.chain(parent)
+    async def _source_item(self, drive: DriveRef, raw: DriveEntry, folders: FolderPaths) -> SourceItem | None:
+        path, ancestors = await folders.chain(raw.parent_id)
         name = raw.name or raw.id
-        mime = raw.file.mime_type if raw.file is not None and raw.file.mime_type else mimetypes.guess_type(name)[0]
-        extra = raw.additional_data or {}
-        shared_changed = str(extra.get("@microsoft.graph.sharedChanged", "")).lower() == "true"
-        download_url = extra.get(DOWNLOAD_URL_FIELD)
-        if isinstance(download_url, str) and download_url and drive.kind != "pages":
-            self._download_urls.setdefault(drive.drive_id, {})[raw.id] = download_url
+        mime = raw.mime_type if raw.is_file and raw.mime_type else mimetypes.guess_type(name)[0]
+        if raw.download_url and drive.kind != "pages":
+            self._download_urls.setdefault(drive.drive_id, {})[raw.id] = raw.download_url
         item = SourceItem(
             ref=ItemRef(drive.drive_id, raw.id),
             drive=drive,
@@ -303,17 +298,16 @@ class SharePointSource:
             path=path,
             mime_type=mime,
             size=raw.size,
-            ctag=raw.c_tag,
-            etag=raw.e_tag,
-            last_modified=_iso(raw.last_modified_date_time),
-            shared_changed=shared_changed,
+            ctag=raw.ctag,
+            etag=raw.etag,
+            last_modified=_iso(raw.last_modified),
+            shared_changed=raw.shared_changed,
             ancestor_ids=ancestors,
         )
         if drive.kind == "pages":
             if not name.lower().endswith(".aspx"):
                 return None  # images and assets stored beside pages are not pages
-            ids = raw.sharepoint_ids
-            page_id = ids.list_item_unique_id if ids is not None else None
+            page_id = raw.list_item_unique_id
             if not page_id:
                 return None
             titles = await self._titles(drive.site.site_id)
@@ -343,9 +337,9 @@ class SharePointSource:
         return await self.graph.permissions(drive.drive_id, item_id)
 
 
-def _inherits(raw: Any, hierarchical: bool) -> bool | None:
+def _inherits(raw: DriveEntry, hierarchical: bool) -> bool | None:
     """Under `Prefer: hierarchicalsharing`, an item without a `shared` facet inherits its
     parent's permissions; without that header the facet says nothing about inheritance."""
     if not hierarchical:
         return None
-    return raw.shared is None
+    return not raw.shared

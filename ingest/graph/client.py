@@ -33,6 +33,7 @@ from ingest.errors import (
     SourceUnavailable,
     SpindexError,
 )
+from ingest.graph.drive_items import DELTA_SELECT, DriveEntry, drive_entry
 from ingest.graph.sdk_models import lighten_entity_parsing, parse_permissions
 from ingest.retry import Retrier, retry_delay
 
@@ -40,13 +41,6 @@ T = TypeVar("T")
 
 USER_AGENT_PRODUCT = "NONISV|spindex|spindex"  # traffic decoration the SharePoint throttling guide asks for
 USER_AGENT_VERSION = "0.1"
-# Fields every delta page must carry; `deleted` in particular, or deletes arrive unmarked.
-# The pre-authenticated download URL saves the 302 hop of `/content` (platform-facts §6).
-DOWNLOAD_URL_FIELD = "@microsoft.graph.downloadUrl"
-DELTA_SELECT = [
-    "id", "name", "eTag", "cTag", "size", "webUrl", "lastModifiedDateTime", "parentReference",
-    "file", "folder", "root", "deleted", "sharepointIds", "shared", DOWNLOAD_URL_FIELD,
-]
 # A download URL lives "a few minutes"; these answers mean it lapsed: ask `/content` instead.
 _STALE_DOWNLOAD_URL = frozenset({401, 403, 404, 410})
 GRAPH_BATCH_MAX = 20  # requests per JSON batch (Graph json-batching.md)
@@ -81,7 +75,7 @@ class GraphStats:
 class DeltaPage:
     """One page of a drive's delta feed: items, and either the next link or the delta link."""
 
-    items: list[Any]
+    items: list[DriveEntry]
     next_link: str | None
     delta_link: str | None
     hierarchical: bool = False  # asked with `Prefer: hierarchicalsharing`: no `shared` facet means inherited
@@ -254,28 +248,43 @@ class GraphClient:
     # -- drive items ----------------------------------------------------------------------------
 
     async def delta_page(self, drive_id: str, link: str | None, *, top: int, sharing_changes: bool = True) -> DeltaPage:
-        """One page of `drive_id`'s delta: from the start when `link` is None, else from the link."""
-        from msgraph.generated.drives.item.items.item.delta.delta_request_builder import DeltaRequestBuilder
+        """One page of `drive_id`'s delta: from the start when `link` is None, else from the link.
 
-        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id("root").delta
+        Read as plain JSON (`drive_items.py`): delta lists every item of a library, and the
+        SDK's model costs about a millisecond of CPU per item. Every page must carry `deleted`
+        (in `DELTA_SELECT`), or deletes arrive unmarked; the pre-authenticated download URL
+        saves the 302 hop of `/content` (platform-facts §6).
+        """
         if link is None:
-            query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=DELTA_SELECT, top=top)
-            config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            select = quote(",".join(DELTA_SELECT), safe=",@.")
+            url = f"{self.settings.base_url}/drives/{quote(drive_id, safe='')}/root/delta?$select={select}&$top={top}"
         else:
-            builder = builder.with_url(link)
-            config = RequestConfiguration()
-        if sharing_changes:
-            config.headers.add("Prefer", SHARING_PREFER)
+            url = self._graph_link(link)
+        headers = {"Prefer": SHARING_PREFER} if sharing_changes else {}
         cost = "delta_initial" if link is None else "delta"
-        response = await self._call("delta", lambda: builder.get(request_configuration=config), item=drive_id, cost=cost)
+        call = functools.partial(self._json, "GET", url, headers=headers)
+        page = await self._call("delta", call, item=drive_id, cost=cost)
+        entries = [drive_entry(value) for value in page.get("value") or [] if isinstance(value, Mapping)]
+        next_link, delta_link = page.get("@odata.nextLink"), page.get("@odata.deltaLink")
         return DeltaPage(
-            list(response.value or []), response.odata_next_link, response.odata_delta_link, hierarchical=sharing_changes
+            entries,
+            next_link if isinstance(next_link, str) else None,
+            delta_link if isinstance(delta_link, str) else None,
+            hierarchical=sharing_changes,
         )
 
-    async def item(self, drive_id: str, item_id: str) -> Any:
-        """One drive item with its `parentReference.path`."""
-        builder = self.sdk.drives.by_drive_id(drive_id).items.by_drive_item_id(item_id)
-        return await self._call("item", builder.get, item=item_id)
+    def _graph_link(self, link: str) -> str:
+        """A next or delta link, if it points at Graph; ResyncRequired (start the library
+        over) if not: the credential's token must never go anywhere else."""
+        base, target = urlparse(self.settings.base_url), urlparse(link)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise ResyncRequired(f"a stored delta link points outside Graph ({target.netloc or link[:40]!r})")
+        return link
+
+    async def item(self, drive_id: str, item_id: str) -> DriveEntry:
+        """One drive item (a folder spindex has not seen in delta, or a file looked up by id)."""
+        url = f"{self.settings.base_url}/drives/{quote(drive_id, safe='')}/items/{quote(item_id, safe='')}"
+        return drive_entry(await self._call("item", functools.partial(self._json, "GET", url), item=item_id))
 
     async def download(self, drive_id: str, item_id: str, *, url: str | None = None) -> bytes:
         """The file's bytes: from its pre-authenticated `url` when given and still valid, else
@@ -463,14 +472,20 @@ class GraphClient:
             await self.retrier.clock.sleep(wait)
         return answers
 
-    async def _json(self, method: str, url: str, body: Mapping[str, object] | None = None) -> dict[str, Any]:
+    async def _json(
+        self, method: str, url: str, body: Mapping[str, object] | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """One Graph request with the adapter's credential, its JSON answer as is (no SDK models)."""
         token = await self._auth.access_token_provider.get_authorization_token(self.settings.base_url)
         response = await self._raw_http().request(
             method,
             url,
             json=body,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": f"{USER_AGENT_PRODUCT}/{USER_AGENT_VERSION}"},
+            headers={
+                **(headers or {}),
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"{USER_AGENT_PRODUCT}/{USER_AGENT_VERSION}",
+            },
         )
         if response.status_code >= 400:
             error = APIError(_error_message(response))

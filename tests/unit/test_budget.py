@@ -186,7 +186,7 @@ async def test_graph_client_costs_each_request_and_each_batch_sub_request(tmp_pa
             drives = await parts.source.drives()
             drive = next(d for d in drives if d.kind == "documents")
             page = await graph.delta_page(drive.drive_id, None, top=200)
-            files = [raw.id for raw in page.items if raw.file is not None][:3]
+            files = [raw.id for raw in page.items if raw.is_file][:3]
             await graph.permissions(drive.drive_id, files[0])
             await graph.batch_permissions(drive.drive_id, files)
             stats = graph.stats

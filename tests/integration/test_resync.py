@@ -4,6 +4,8 @@ Defends: after a 410 `resyncRequired` on a library's delta link, the run re-enum
 library through the same code path, ends with the index a full sync makes, and removes exactly
 the items the library no longer has (no more, no fewer). With 30% of Graph requests throttled
 (429 with Retry-After), a delta run ends with the same index and counts the throttled responses.
+Delta links stored under another Graph endpoint are not followed (the token would go with
+them): every library is enumerated again, to the index a full sync makes.
 """
 
 from __future__ import annotations
@@ -82,3 +84,24 @@ def test_throttled_delta_ends_with_the_same_index_and_counts_throttles(world: Wo
     assert report.graph["throttled"] == throttled
     assert sync(world.settings("fresh"), full=True).status == "ok"
     assert index_documents(world.settings("live")) == index_documents(world.settings("fresh"))
+
+
+def test_a_delta_link_off_graph_s_host_starts_the_library_over(world: World) -> None:
+    """Cursors stored under one Graph endpoint are not followed under another, where the
+    credential's token would go with them: each library is enumerated again instead."""
+    tenant = world.tenant
+    spec = tenant.find_item("RX-200 Arm Specification.pdf")
+    tenant.add_file(spec.drive_id, "/Specifications", "Arm Calibration.md", "# Calibration\nCalibrate the RX-200 arm yearly.")
+    world.server.stats.reset()
+    with SandboxServer(tenant) as moved:  # the same tenant behind another endpoint
+        settings = spindex_settings(moved, tenant, world.tmp / "live", None, graph={"page_size": 10})
+        report = sync(settings, full=False)
+        assert report.status == "ok", report.as_dict()
+        assert {r["drive_id"] for r in report.resyncs} == set(report.libraries)
+        assert all("outside Graph" in r["reason"] for r in report.resyncs)
+        assert world.server.stats.snapshot()["total_requests"] == 0  # nothing went to the old endpoint
+        fresh = spindex_settings(moved, tenant, world.tmp / "fresh", None, graph={"page_size": 10})
+        assert sync(fresh, full=True).status == "ok"
+        assert index_documents(settings) == index_documents(fresh)
+        again = sync(settings, full=False)  # the new links are followed
+        assert again.resyncs == [] and again.totals()["deleted"] == 0

@@ -23,7 +23,6 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 from kiota_http.middleware.options import RetryHandlerOption, UserAgentHandlerOption
 
 from ingest.budget import GraphBudget, graph_request_cost
-from ingest.concurrency import in_order
 from ingest.config import GRAPH_SCOPE, GraphSettings
 from ingest.errors import (
     AuthError,
@@ -33,6 +32,7 @@ from ingest.errors import (
     SourceUnavailable,
     SpindexError,
 )
+from ingest.graph.directory import GRAPH_BATCH_MAX, DirectoryReads
 from ingest.graph.drive_items import DELTA_SELECT, DriveEntry, drive_entry
 from ingest.graph.sdk_models import lighten_entity_parsing, parse_permissions
 from ingest.retry import Retrier, retry_delay
@@ -43,7 +43,6 @@ USER_AGENT_PRODUCT = "NONISV|spindex|spindex"  # traffic decoration the SharePoi
 USER_AGENT_VERSION = "0.1"
 # A download URL lives "a few minutes"; these answers mean it lapsed: ask `/content` instead.
 _STALE_DOWNLOAD_URL = frozenset({401, 403, 404, 410})
-GRAPH_BATCH_MAX = 20  # requests per JSON batch (Graph json-batching.md)
 # `hierarchicalsharing`: a `shared` facet only where a permission hierarchy starts (or sharing
 # changed), so an item without one inherits its parent's permissions (ingest/acl_scopes.py).
 SHARING_PREFER = "hierarchicalsharing, deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
@@ -108,7 +107,7 @@ def _graph_message(exc: APIError) -> str:
     return f"{code}: {message}" if code else message
 
 
-class GraphClient:
+class GraphClient(DirectoryReads):
     """A msgraph-sdk client bound to one Graph endpoint, with spindex's retry policy.
 
     With a `budget`, every request waits for its resource units before it is sent.
@@ -353,42 +352,6 @@ class GraphClient:
             titles.update({p.id: p.title or "" for p in response.value or [] if p.id})
         return titles
 
-    # -- directory ------------------------------------------------------------------------------
-
-    async def user(self, user: str) -> Any:
-        """A user by object id or user principal name."""
-        return await self._call("user", self.sdk.users.by_user_id(user).get, item=user)
-
-    async def user_id(self, user: str) -> str:
-        """A user's object id, by object id or user principal name."""
-        url = f"{self.settings.base_url}/users/{quote(user, safe='@')}?$select=id"
-        body = await self._call("user", lambda: self._json("GET", url), item=user)
-        if not body.get("id"):
-            raise SourceUnavailable(f"Graph answered a lookup of user {user} without an id")
-        return str(body["id"])
-
-    async def transitive_group_ids(self, user_id: str) -> list[str]:
-        """Ids of every group the user belongs to, directly or through nesting (all pages)."""
-        return await self._ids(f"/users/{quote(user_id, safe='@')}/transitiveMemberOf/microsoft.graph.group", item=user_id)
-
-    async def group_owner_ids(self, group_id: str) -> list[str]:
-        """Object ids of a group's owners (all pages)."""
-        return await self._ids(f"/groups/{quote(group_id, safe='')}/owners", item=group_id)
-
-    async def _ids(self, path: str, *, item: str) -> list[str]:
-        """The `id` of every object a directory listing returns, all pages, read as plain JSON.
-
-        Not through the SDK's models: parsing its first user object imports about a hundred
-        modules (half a second, on the way to a run's first document), for one field we need.
-        """
-        url: str | None = f"{self.settings.base_url}{path}?$select=id"
-        ids: list[str] = []
-        while url:
-            page = await self._call("user", functools.partial(self._json, "GET", url), item=item, cost="user_list")
-            ids.extend(str(entry["id"]) for entry in page.get("value") or [] if entry.get("id"))
-            url = page.get("@odata.nextLink")
-        return ids
-
     async def batch_permissions(self, drive_id: str, item_ids: Sequence[str]) -> dict[str, list[Any] | SpindexError]:
         """Permissions of many items through `$batch` (20 per request), every sub-response checked.
 
@@ -407,28 +370,6 @@ class GraphClient:
                 else:
                     results[item_id] = PermissionsUnreadable(f"permissions of {item_id} unreadable (HTTP {status} in $batch)")
         return results
-
-    async def batch_user_ids(self, upns: Sequence[str]) -> dict[str, str | None]:
-        """Object ids of users by UPN through `$batch`; None for a UPN the directory does not know."""
-        ids: dict[str, str | None] = {}
-        parts = [list(upns[i : i + GRAPH_BATCH_MAX]) for i in range(0, len(upns), GRAPH_BATCH_MAX)]
-
-        async def one(part: list[str]) -> None:
-            urls = {str(n): f"/users/{quote(upn, safe='@')}?$select=id" for n, upn in enumerate(part)}
-            answers = await self._batch(urls, kind="user")
-            for n, upn in enumerate(part):
-                status, body = answers[str(n)]
-                if status == 200 and body.get("id"):
-                    ids[upn] = str(body["id"])
-                elif status == 404:
-                    ids[upn] = None
-                elif status in (401, 403):
-                    raise AuthError(f"Graph denied reading users (HTTP {status}); grant the app User.Read.All")
-                else:
-                    raise SourceUnavailable(f"Graph failed on a user lookup (HTTP {status} in $batch)")
-
-        await in_order([one(part) for part in parts], limit=4)  # a few batches in flight, not hundreds
-        return ids
 
     async def _batch(self, urls: Mapping[str, str], *, kind: str) -> dict[str, tuple[int, dict[str, Any]]]:
         """GETs of `kind` through one `$batch` request each round; returns id -> (status, body).

@@ -136,6 +136,9 @@ class DriveRoutes:
         tenant = self.tenant
         token = token if token is not None else request.query.get("token")
         state = parse_delta_token(tenant, drive_id, token)
+        if drive_id in self.server.faults.garbled_drives:
+            page = b"<html><body>Access to this site is blocked by your proxy.</body></html>"
+            return Response(200, {"Content-Type": "text/html"}, page)
         if drive_id in self.server.faults.gone_drives and state.incremental:
             restart = self.link(f"/drives/{drive_id}/root/delta")
             raise GraphError(

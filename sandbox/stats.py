@@ -83,6 +83,7 @@ class Faults:
     latency_s: float = 0.0
     permission_errors: dict[str, int] = field(default_factory=dict)  # item id -> status
     gone_drives: set[str] = field(default_factory=set)  # delta with a token -> 410
+    garbled_drives: set[str] = field(default_factory=set)  # delta -> 200 with an HTML page (a proxy's)
     site_group_errors: dict[int, int] = field(default_factory=dict)  # site group id -> status
     seed: int = 0
 
@@ -109,5 +110,6 @@ class Faults:
         self.latency_s = 0.0
         self.permission_errors.clear()
         self.gone_drives.clear()
+        self.garbled_drives.clear()
         self.site_group_errors.clear()
         self.reseed(self.seed)

@@ -433,7 +433,10 @@ class GraphClient(DirectoryReads):
             error.response_status_code = response.status_code
             error.response_headers = dict(response.headers)
             raise error
-        answer = response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            raise SourceUnavailable(f"Graph answered {method} {urlparse(url).path} with a body that is not JSON") from None
         return answer if isinstance(answer, dict) else {}
 
     def _raw_http(self) -> httpx.AsyncClient:

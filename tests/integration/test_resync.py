@@ -5,7 +5,8 @@ library through the same code path, ends with the index a full sync makes, and r
 the items the library no longer has (no more, no fewer). With 30% of Graph requests throttled
 (429 with Retry-After), a delta run ends with the same index and counts the throttled responses.
 Delta links stored under another Graph endpoint are not followed (the token would go with
-them): every library is enumerated again, to the index a full sync makes.
+them): every library is enumerated again, to the index a full sync makes. A delta page that is
+not JSON (a proxy's HTML page) aborts the run with a reason that says so, and loses nothing.
 """
 
 from __future__ import annotations
@@ -105,3 +106,19 @@ def test_a_delta_link_off_graph_s_host_starts_the_library_over(world: World) -> 
         assert index_documents(settings) == index_documents(fresh)
         again = sync(settings, full=False)  # the new links are followed
         assert again.resyncs == [] and again.totals()["deleted"] == 0
+
+
+def test_a_delta_page_that_is_not_json_aborts_the_run_named_and_loses_nothing(world: World) -> None:
+    """A proxy's HTML page where a delta page should be: the run stops with a reason that
+    says so, commits nothing for that library, and the next run picks up every change."""
+    tenant = world.tenant
+    spec = tenant.find_item("RX-200 Arm Specification.pdf")
+    tenant.add_file(spec.drive_id, "/Specifications", "Arm Calibration.md", "# Calibration\nCalibrate the RX-200 arm yearly.")
+    world.server.faults.garbled_drives = {spec.drive_id}
+    report = sync(world.settings("live"), full=False)
+    world.server.faults.garbled_drives = set()
+    assert report.status == "aborted"
+    assert "SourceUnavailable" in (report.abort_reason or "") and "not JSON" in (report.abort_reason or "")
+    assert sync(world.settings("live"), full=False).status == "ok"
+    assert sync(world.settings("fresh"), full=True).status == "ok"
+    assert index_documents(world.settings("live")) == index_documents(world.settings("fresh"))

@@ -94,8 +94,15 @@ class BlobStateStore:
         blob = self._container.get_blob_client(f"leases/{key}")
         with contextlib.suppress(ResourceExistsError):
             await blob.upload_blob(b"", overwrite=False)
+        # Shielded: a run cancelled while the request is out may yet be granted the lease, and
+        # must then give it back rather than leave the library locked until the lease lapses.
+        acquiring = asyncio.ensure_future(blob.acquire_lease(lease_duration=self._lease_seconds))
         try:
-            lease = await blob.acquire_lease(lease_duration=self._lease_seconds)
+            lease = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await (await acquiring).release()
+            raise
         except ResourceExistsError:
             raise LeaseHeld(f"library {key} is being synced by another run") from None
         except HttpResponseError as exc:

@@ -1,7 +1,8 @@
 """Blob state against a real Azurite: ETag-guarded cursors and per-library leases.
 
 Defends: a stale-ETag write is refused (never a silent overwrite); a lease held by one run is
-refused to another; a crashed holder's lease lapses and the next run proceeds.
+refused to another; a run cancelled while taking its lease leaves none behind; a crashed
+holder's lease lapses and the next run proceeds.
 """
 
 from __future__ import annotations
@@ -64,6 +65,39 @@ async def test_a_held_lease_is_refused_to_another_run(azurite: Azurite) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_run_cancelled_while_taking_a_lease_leaves_none_behind(azurite: Azurite) -> None:
+    """Cancel a run at every moment of taking its lease, the lease request in flight included:
+    the library is free again at once, not locked until the lease lapses."""
+    holder, other = _store(azurite, "cancels"), _store(azurite, "cancels")
+    entered = 0
+
+    async def hold(key: str) -> None:
+        nonlocal entered
+        async with holder.lease(key):
+            entered += 1
+            await asyncio.sleep(10)
+
+    try:
+        async with holder.lease("warm-up"):  # container and connections made, as in a run
+            pass
+        for step in range(60):
+            key = f"drive-{step}"
+            task = asyncio.create_task(hold(key))
+            await asyncio.sleep(step * 0.0005)  # from before the first request to inside the block
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            try:
+                async with other.lease(key):
+                    pass
+            except LeaseHeld:
+                pytest.fail(f"cancelled after {step * 0.5} ms, the lease of {key} was left behind")
+        assert 0 < entered < 60  # some cancels came before the block, some inside it
+    finally:
+        await holder.close()
+        await other.close()
 
 
 async def test_crashed_holder_lease_lapses(azurite: Azurite) -> None:

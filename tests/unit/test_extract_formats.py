@@ -41,19 +41,27 @@ from ingest.models import Extracted
 
 def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
     """A minimal valid PDF, one page per string (lines split on "\\n"; "" = a page with no text)."""
+    streams = []
+    for text in pages:
+        shows = " ".join(f"({pdf_literal(line)}) Tj T*" for line in text.split("\n")) if text else ""
+        streams.append((f"BT /F1 11 Tf 14 TL 72 760 Td {shows} ET" if shows else "").encode("cp1252"))
+    return make_pdf_of_streams(streams, title=title)
 
-    def literal(s: str) -> str:
-        return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
+def pdf_literal(s: str) -> str:
+    """`s` escaped for a PDF string literal `( )`."""
+    return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def make_pdf_of_streams(streams: list[bytes], *, title: str | None = None) -> bytes:
+    """A minimal valid PDF, one page per content stream, with Helvetica as the page font /F1."""
     objects: dict[int, bytes] = {}
-    page_ids = [4 + 2 * i for i in range(len(pages))]
+    page_ids = [4 + 2 * i for i in range(len(streams))]
     objects[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
     kids = " ".join(f"{p} 0 R" for p in page_ids)
-    objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode()
+    objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode()
     objects[3] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    for page_id, text in zip(page_ids, pages):
-        shows = " ".join(f"({literal(line)}) Tj T*" for line in text.split("\n")) if text else ""
-        stream = (f"BT /F1 11 Tf 14 TL 72 760 Td {shows} ET" if shows else "").encode("cp1252")
+    for page_id, stream in zip(page_ids, streams):
         objects[page_id] = (
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_id + 1} 0 R >>"
@@ -62,7 +70,7 @@ def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
     info = None
     if title is not None:
         info = max(objects) + 1
-        objects[info] = f"<< /Title ({literal(title)}) >>".encode()
+        objects[info] = f"<< /Title ({pdf_literal(title)}) >>".encode()
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
     for number in sorted(objects):

@@ -53,18 +53,28 @@ def pdf_literal(s: str) -> str:
     return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf_of_streams(streams: list[bytes], *, title: str | None = None) -> bytes:
-    """A minimal valid PDF, one page per content stream, with Helvetica as the page font /F1."""
+HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+
+
+def make_pdf_of_streams(
+    streams: list[bytes], *, title: str | None = None, fonts: dict[str, bytes] | None = None
+) -> bytes:
+    """A minimal valid PDF, one page per content stream; every page's resources hold the same
+    `fonts` (resource name -> font dictionary), by default Helvetica as /F1."""
+    fonts = fonts or {"/F1": HELVETICA}
     objects: dict[int, bytes] = {}
-    page_ids = [4 + 2 * i for i in range(len(streams))]
+    font_ids = {name: 3 + i for i, name in enumerate(fonts)}
+    page_ids = [3 + len(fonts) + 2 * i for i in range(len(streams))]
     objects[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
     kids = " ".join(f"{p} 0 R" for p in page_ids)
     objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode()
-    objects[3] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    for name, font in fonts.items():
+        objects[font_ids[name]] = font
+    resources = " ".join(f"{name} {font_ids[name]} 0 R" for name in fonts)
     for page_id, stream in zip(page_ids, streams):
         objects[page_id] = (
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_id + 1} 0 R >>"
+            f"/Resources << /Font << {resources} >> >> /Contents {page_id + 1} 0 R >>"
         ).encode()
         objects[page_id + 1] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
     info = None

@@ -348,7 +348,7 @@ def _join_sections(doc: Extracted) -> tuple[str, list[_Span]]:
 def _normalise(text: str) -> str:
     """Line endings as `\\n`, no form feeds (they mark sections here), no lone surrogates."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace(SECTION_BREAK, "\n")
-    return text.encode("utf-8", "replace").decode("utf-8")
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _snap(text: str, pos: int, limit: int) -> int:

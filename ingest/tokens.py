@@ -63,8 +63,13 @@ class Tokens:
         # encode_ordinary's tokens (so documented), without building a list of them first
         ids = self._enc.encode_to_numpy(text, disallowed_special=())
         self.ids = ids.astype(np.int64)
-        self.starts = _token_char_starts(encoding, text, self.ids)  # where each token starts
+        self._encoding = encoding
         self._exact_cuts = getattr(self._enc, "_pat_str", None) == _CUT_PATTERN
+
+    @functools.cached_property
+    def starts(self) -> np.ndarray:
+        """The character offset at which each token starts (a document of one chunk never needs them)."""
+        return _token_char_starts(self._encoding, self.text, self.ids)
 
     def chunk_text(self, start: int, end: int) -> tuple[str, int]:
         """`clean_chunk_text(text[start:end])` and its exact number of tokens."""
@@ -114,6 +119,8 @@ class Tokens:
         """The index of the token that starts at `pos`, a cut, the start or the end of the text."""
         if pos == len(self.text):
             return len(self.ids)
+        if pos == 0:
+            return 0
         return int(self.starts.searchsorted(pos))
 
     def _encode_len(self, text: str) -> int:
@@ -144,12 +151,11 @@ def token_byte_lengths(encoding: str) -> np.ndarray:
 
 def _token_char_starts(encoding: str, text: str, tokens: np.ndarray) -> np.ndarray:
     """The character offset at which each token of `text` starts."""
-    data = text.encode("utf-8")
     byte_starts = np.zeros(len(tokens), dtype=np.int64)
     np.cumsum(token_byte_lengths(encoding)[tokens[:-1]], dtype=np.int64, out=byte_starts[1:])
-    if len(data) == len(text):  # ASCII: bytes are characters
-        return np.minimum(byte_starts, len(data) - 1)
-    raw = np.frombuffer(data, dtype=np.uint8)
+    if text.isascii():  # bytes are characters
+        return np.minimum(byte_starts, len(text) - 1)
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     char_of_byte = np.cumsum((raw & 0xC0) != 0x80) - 1  # continuation bytes belong to their char
     return char_of_byte[np.minimum(byte_starts, len(raw) - 1)]
 

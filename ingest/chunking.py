@@ -170,27 +170,21 @@ class Chunker:
         if n <= self.chunk_tokens:
             return [(0, len(text), n)]
         starts = encoded.starts
-
-        def token_at(pos: int) -> int:
-            return int(np.searchsorted(starts, pos, side="right")) - 1
-
         w = self._window
-        hard = [
-            right.start
-            for left, right in zip(spans, spans[1:])
-            if min(
-                token_at(left.end) - token_at(left.start),
-                token_at(right.end) - token_at(right.start),
-            )
-            >= self._page_tokens
+        # The token each section starts and ends in, looked up at once.
+        bounds = np.searchsorted(starts, [pos for span in spans for pos in (span.start, span.end)], side="right") - 1
+        first_tokens, span_tokens = bounds[0::2], (bounds[1::2] - bounds[0::2]).tolist()
+        hard_at = [
+            i + 1 for i in range(len(spans) - 1) if min(span_tokens[i], span_tokens[i + 1]) >= self._page_tokens
         ]
+        hard = [spans[i].start for i in hard_at]
         h = _gram_hashes(tokens)
-        h[np.asarray([token_at(pos) for pos in hard], dtype=np.int64)] = 0  # outranks all near it
+        h[first_tokens[hard_at]] = 0  # outranks all near it
         padded = np.concatenate([np.zeros(w, np.uint64), h, np.zeros(w, np.uint64)])
-        window_min = _sliding_min(padded, w)  # window_min[i] = min(padded[i:i + w])
-        left, right = window_min[:n], window_min[w + 1 : w + 1 + n]
-        # Ties (a repeated phrase) all count, so a repeat never hides the cuts after it.
-        candidates = np.nonzero((h <= left) & (h <= right) & (h > 0))[0]
+        # A candidate is the least of the `w` tokens on either side and itself; ties (a repeated
+        # phrase) all count, so a repeat never hides the cuts after it.
+        window_min = _sliding_min(padded, 2 * w + 1)  # window_min[i] = min(h[i - w : i + w + 1])
+        candidates = np.nonzero((h == window_min) & (h > 0))[0]
 
         cuts = dict.fromkeys(hard, 0)  # cut position -> hash; 0: a hard cut, never merged over
         for j in candidates.tolist():

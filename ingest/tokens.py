@@ -62,7 +62,7 @@ class Tokens:
         self._enc = get_encoding(encoding)
         # encode_ordinary's tokens (so documented), without building a list of them first
         ids = self._enc.encode_to_numpy(text, disallowed_special=())
-        self.ids = ids.astype(np.int64)
+        self.ids = ids
         self._encoding = encoding
         self._exact_cuts = getattr(self._enc, "_pat_str", None) == _CUT_PATTERN
 

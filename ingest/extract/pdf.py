@@ -73,4 +73,3 @@ def _title(reader: PdfReader) -> str | None:
     except Exception:  # a broken info dictionary costs the title, not the document
         return None
     return str(title) if title else None
-

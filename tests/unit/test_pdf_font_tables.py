@@ -111,7 +111,8 @@ def test_tables_once_per_process_and_fonts_once_per_document(monkeypatch: pytest
 
     texts = _spindex(content)
     assert texts == _pypdf_as_is(content) and texts[0].startswith("page 0 \u20ac")
-    tables.clear(), fonts.clear()
+    tables.clear()
+    fonts.clear()
     texts = _spindex(content)
     assert tables == [], "a second document built the placeholder table again"
     assert len(fonts) == len(FONTS), f"{len(fonts)} fonts built for 30 pages sharing {len(FONTS)}"
@@ -124,7 +125,10 @@ def test_tables_once_per_process_and_fonts_once_per_document(monkeypatch: pytest
 def test_threads_extracting_at_once_leave_pypdf_as_it_was() -> None:
     documents = [
         make_pdf_of_streams(
-            [_stream([(None, b"doc %d page %d \x93q\x94" % (d, p)), (f"/F{1 + (p + d) % 4}", b"ABC \x8a")]) for p in range(6)],
+            [
+                _stream([(None, b"doc %d page %d \x93q\x94" % (d, p)), (f"/F{1 + (p + d) % 4}", b"ABC \x8a")])
+                for p in range(6)
+            ],
             fonts=FONTS,
         )
         for d in range(4)
@@ -146,7 +150,8 @@ def test_threads_extracting_at_once_leave_pypdf_as_it_was() -> None:
             start.wait()
             for _ in range(5):
                 for content, texts in zip(documents, expected):
-                    got = [clean_text(p.extract_text(), compatibility=True) for p in PdfReader(io.BytesIO(content)).pages]
+                    pages = PdfReader(io.BytesIO(content)).pages
+                    got = [clean_text(page.extract_text(), compatibility=True) for page in pages]
                     assert [t for t in got if t.strip()] == texts
         except BaseException as exc:
             errors.append(exc)

@@ -1,5 +1,6 @@
 """Two costs pypdf 7.1 pays on every page of a PDF, avoided while spindex extracts one; the
-text is the same, and other users of pypdf in the process see it as it is.
+text is the same. Other threads using pypdf meanwhile get the same results (the cached table,
+fonts built as pypdf builds them), and once no extraction runs, pypdf is exactly as it was.
 
 - Each page's text extractor builds a 256-entry cp1252 table for its placeholder font,
   decoding byte by byte (py-pdf/pypdf#3905): ~0.45 ms a page, 6-10% of extracting a typical

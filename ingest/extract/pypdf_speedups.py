@@ -49,14 +49,14 @@ def _copy_of_table(encoding: str) -> dict[int, str]:
 
 
 def _font_of(cls: type[Font], pdf_font_dict: Any) -> Font:
-    build: Callable[[Any], Font] = _FONT_OF.__get__(None, cls)  # type: ignore[union-attr]
     fonts = getattr(_local, "fonts", None)
-    if fonts is None:  # a thread outside faster_pypdf()
-        return build(pdf_font_dict)
-    known = fonts.get(id(pdf_font_dict))
-    if known is None or known[0] is not pdf_font_dict:
-        known = fonts[id(pdf_font_dict)] = (pdf_font_dict, build(pdf_font_dict))
-    return known[1]
+    known = fonts.get(id(pdf_font_dict)) if fonts is not None else None
+    if known is not None and known[0] is pdf_font_dict:
+        return known[1]
+    font: Font = _FONT_OF.__get__(None, cls)(pdf_font_dict)  # type: ignore[union-attr]
+    if fonts is not None:  # None: a thread outside faster_pypdf(), which builds as pypdf does
+        fonts[id(pdf_font_dict)] = (pdf_font_dict, font)
+    return font
 
 
 def _install() -> None:

@@ -98,7 +98,7 @@ def test_every_sample_of_the_sandbox_reads_as_unmodified_pypdf_reads_it(name: st
 
 
 def test_tables_once_per_process_and_fonts_once_per_document(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not pypdf.__version__.startswith(pypdf_speedups._FONT_MEMO_VERSIONS):
+    if not pypdf.__version__.startswith(pypdf_speedups._CHECKED_VERSIONS):
         pytest.skip(f"pypdf {pypdf.__version__}: the font memo is only used on the versions it was checked against")
     tables, fonts = [], []  # what pypdf's table and font builders were called for
     fill, encoding_of = _codecs.fill_from_encoding, font_module.get_encoding

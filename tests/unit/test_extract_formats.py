@@ -20,6 +20,7 @@ import io
 import pickle
 import re
 import unicodedata
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,14 +58,20 @@ HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /Win
 
 
 def make_pdf_of_streams(
-    streams: list[bytes], *, title: str | None = None, fonts: dict[str, bytes] | None = None
+    streams: list[bytes],
+    *,
+    title: str | None = None,
+    fonts: dict[str, bytes] | None = None,
+    shared: Sequence[bytes] = (),
 ) -> bytes:
     """A minimal valid PDF, one page per content stream; every page's resources hold the same
-    `fonts` (resource name -> font dictionary), by default Helvetica as /F1."""
+    `fonts` (resource name -> font dictionary), by default Helvetica as /F1. `shared` are more
+    objects, numbered from 3 in order, for the fonts to refer to (a ToUnicode CMap stream)."""
     fonts = fonts or {"/F1": HELVETICA}
-    objects: dict[int, bytes] = {}
-    font_ids = {name: 3 + i for i, name in enumerate(fonts)}
-    page_ids = [3 + len(fonts) + 2 * i for i in range(len(streams))]
+    objects: dict[int, bytes] = {3 + i: body for i, body in enumerate(shared)}
+    first_font = 3 + len(shared)
+    font_ids = {name: first_font + i for i, name in enumerate(fonts)}
+    page_ids = [first_font + len(fonts) + 2 * i for i in range(len(streams))]
     objects[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
     kids = " ".join(f"{p} 0 R" for p in page_ids)
     objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode()

@@ -98,7 +98,8 @@ def _text_operands(
         plain = type(encoding) is dict and all(type(value) is str for value in encoding.values())
         known = widths_of[id(font)] = (font, encoding if plain else None, {})
     shown = operands[0]
-    if isinstance(shown, str):
+    as_text = isinstance(shown, str)
+    if as_text:
         text = chars = shown
     elif isinstance(font.encoding, str):  # a named encoding
         try:
@@ -111,7 +112,7 @@ def _text_operands(
     else:
         return _OPERANDS_OF(operands, cm_matrix, tm_matrix, font, orientations)  # type: ignore[misc]
     if not chars:
-        return text, isinstance(shown, str), 0.0
+        return text, as_text, 0.0
     width = known[2]
     space, distinct = font.space_char, set(chars)
     for char in distinct.difference(width):
@@ -119,7 +120,7 @@ def _text_operands(
             width[char] = font.get_text_width(char)
     if space in distinct:
         width[space] = font.space_width
-    return text, isinstance(shown, str), reduce(add, map(width.__getitem__, chars), 0.0)
+    return text, as_text, reduce(add, map(width.__getitem__, chars), 0.0)
 
 
 _STRING_STOPS = re.compile(rb"[()\\]")

@@ -39,7 +39,7 @@ from ingest.extract import pypdf_speedups
 from ingest.extract._common import clean_text
 from ingest.extract.pdf import extract_pdf
 from sandbox.samples import render_sample, sample_names
-from tests.unit.test_extract_formats import HELVETICA, make_pdf_of_streams
+from tests.unit.test_extract_formats import HELVETICA, make_pdf_of_streams, pdf_literal
 
 
 def _cmap_stream(ranges: bytes, chars: bytes) -> bytes:
@@ -98,7 +98,8 @@ def _pdf(streams: list[bytes]) -> bytes:
 
 
 def _literal(data: bytes) -> bytes:
-    return data.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+    """Any bytes escaped for a PDF string literal (latin-1 maps each byte to one character)."""
+    return pdf_literal(data.decode("latin-1")).encode("latin-1")
 
 
 def _stream(lines: list[tuple[str | None, bytes]]) -> bytes:
